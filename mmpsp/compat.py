@@ -1,0 +1,161 @@
+"""Run mmseg on ``mmcv-lite`` (mmcv without compiled ops).
+
+mmseg 1.2.2 imports a few names from ``mmcv.ops`` at import time
+(``point_sample`` and ``sigmoid_focal_loss``) although PSPNet uses none of
+them. ``mmcv.ops/__init__.py`` loads the compiled extension ``mmcv._ext``,
+which ``mmcv-lite`` does not ship, so ``import mmseg.models`` fails there.
+
+When, and only when, ``mmcv._ext`` is missing, :func:`install_mmcv_ops_fallback`
+puts a small stand-in module at ``mmcv.ops`` that offers:
+
+- ``point_sample`` and the other pure-Python helpers of mmcv's own
+  ``mmcv/ops/point_sample.py`` (loaded from mmcv itself, unchanged);
+- ``sigmoid_focal_loss``, a PyTorch equivalent of mmcv's CUDA kernel;
+- for any other op, an :class:`MissingOpError` that names the op and says to
+  install full mmcv.
+
+With full mmcv installed nothing is changed.
+"""
+import importlib.util
+import sys
+import types
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Names that mmcv.ops/__init__ would export from its pure-Python files and that
+# need no compiled code. Each maps to the mmcv.ops submodule defining it.
+_PURE_PYTHON_OPS = {
+    'point_sample': 'point_sample',
+    'bilinear_grid_sample': 'point_sample',
+    'rel_roi_point_to_rel_img_point': 'point_sample',
+    'SimpleRoIAlign': 'point_sample',
+}
+
+FULL_MMCV_HINT = (
+    'install full mmcv instead of mmcv-lite: pip uninstall -y mmcv-lite && '
+    'pip install "mmcv>=2.0.0,<2.2.0" (see README, "mmcv-lite or full mmcv")')
+
+
+class MissingOpError(ModuleNotFoundError):
+    """A compiled mmcv op was asked for on an install without ``mmcv._ext``.
+
+    A ``ModuleNotFoundError``, the error mmseg's optional heads (CCHead,
+    PSAHead, PointHead) catch around ``from mmcv.ops import X``, as they would
+    on a real ``mmcv._ext`` import failure; elsewhere its message names the op
+    and the fix.
+    """
+
+
+def sigmoid_focal_loss(input: Tensor,
+                       target: Tensor,
+                       gamma: float = 2.0,
+                       alpha: float = 0.25,
+                       weight: Optional[Tensor] = None,
+                       reduction: str = 'mean') -> Tensor:
+    """Sigmoid focal loss with the signature and results of mmcv's CUDA op.
+
+    Args:
+        input (Tensor): Logits of shape (N, C).
+        target (Tensor): Class indices of shape (N, ). An index outside
+            ``[0, C)`` (e.g. the background index ``C``) is negative for
+            every class.
+        gamma (float): Focusing parameter. Defaults to 2.0.
+        alpha (float): Weight of the positive class. Defaults to 0.25.
+        weight (Tensor, optional): Per-sample weight of shape (N, ).
+            Defaults to None.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
+
+    Returns:
+        Tensor: The loss, of shape (N, C) for ``reduction='none'``.
+    """
+    if reduction not in ('none', 'mean', 'sum'):
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', "
+                         f'got {reduction!r}')
+    num_classes = input.size(1)
+    classes = torch.arange(num_classes, device=input.device)
+    one_hot = (target.long().unsqueeze(1) == classes).to(input.dtype)
+    prob = input.sigmoid()
+    pt = (1 - prob) * one_hot + prob * (1 - one_hot)
+    focal = (alpha * one_hot + (1 - alpha) * (1 - one_hot)) * pt.pow(gamma)
+    loss = F.binary_cross_entropy_with_logits(
+        input, one_hot, reduction='none') * focal
+    if weight is not None:
+        loss = loss * weight.view(-1, 1)
+    if reduction == 'mean':
+        # mmcv's kernel divides the summed loss by the number of samples.
+        return loss.sum() / input.size(0)
+    if reduction == 'sum':
+        return loss.sum()
+    return loss
+
+
+def _load_mmcv_submodule(package_dir: str, name: str) -> types.ModuleType:
+    """Load ``mmcv/ops/<name>.py`` without running ``mmcv/ops/__init__``."""
+    full_name = f'mmcv.ops.{name}'
+    if full_name in sys.modules:
+        return sys.modules[full_name]
+    spec = importlib.util.spec_from_file_location(full_name,
+                                                  f'{package_dir}/{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _make_ops_module(package_dir: str) -> types.ModuleType:
+    ops = types.ModuleType('mmcv.ops')
+    ops.__doc__ = ('mmcv.ops stand-in installed by mmpsp.compat: mmcv._ext '
+                   'is not available (mmcv-lite).')
+    ops.__path__ = [package_dir]
+    ops.__file__ = __file__
+    ops.MMPSP_FALLBACK = True
+    ops.sigmoid_focal_loss = sigmoid_focal_loss
+
+    def __getattr__(name: str) -> Union[type, types.FunctionType]:
+        if name.startswith('__'):
+            raise AttributeError(name)
+        if name in _PURE_PYTHON_OPS:
+            module = _load_mmcv_submodule(package_dir, _PURE_PYTHON_OPS[name])
+            return getattr(module, name)
+        raise MissingOpError(
+            f'mmcv.ops.{name} needs mmcv\'s compiled extension (mmcv._ext), '
+            f'which is not installed (mmcv-lite); {FULL_MMCV_HINT}')
+
+    ops.__getattr__ = __getattr__
+    return ops
+
+
+def has_compiled_mmcv_ops() -> bool:
+    """Whether mmcv's compiled extension ``mmcv._ext`` can be imported."""
+    try:
+        return importlib.util.find_spec('mmcv._ext') is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def install_mmcv_ops_fallback() -> bool:
+    """Install the ``mmcv.ops`` stand-in when ``mmcv._ext`` is missing.
+
+    Returns:
+        bool: True if the stand-in is (now) in place, False when full mmcv
+        is used unchanged.
+    """
+    existing = sys.modules.get('mmcv.ops')
+    if existing is not None:
+        return bool(getattr(existing, 'MMPSP_FALLBACK', False))
+    if has_compiled_mmcv_ops():
+        return False
+    spec = importlib.util.find_spec('mmcv')
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            'mmpsp needs mmcv: pip install "mmcv-lite>=2.0.0,<2.2.0" '
+            '(or full mmcv, see README)')
+    import mmcv
+    package_dir = f'{list(spec.submodule_search_locations)[0]}/ops'
+    ops = _make_ops_module(package_dir)
+    sys.modules['mmcv.ops'] = ops
+    mmcv.ops = ops
+    return True

@@ -1,0 +1,26 @@
+"""Shared test fixtures. Importing mmpsp first makes mmseg importable on
+mmcv-lite and registers every mmpsp module."""
+import os
+from pathlib import Path
+
+import pytest
+
+import mmpsp  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get('MMPSP_SHARED_DATA',
+                                  REPO.parent / 'shared' / 'data'))
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope='session')
+def camvid_root() -> Path:
+    root = SHARED_DATA / 'camvid'
+    if not (root / 'images' / 'train').is_dir():
+        pytest.skip(f'CamVid not found at {root} (set MMPSP_SHARED_DATA to '
+                    'the folder holding camvid/)')
+    return root
