@@ -5,8 +5,9 @@ mmseg 1.2.2 imports a few names from ``mmcv.ops`` at import time
 them. ``mmcv.ops/__init__.py`` loads the compiled extension ``mmcv._ext``,
 which ``mmcv-lite`` does not ship, so ``import mmseg.models`` fails there.
 
-When, and only when, ``mmcv._ext`` is missing, :func:`install_mmcv_ops_fallback`
-puts a small stand-in module at ``mmcv.ops`` that offers:
+When, and only when, ``mmcv._ext`` is missing,
+:func:`install_mmcv_ops_fallback` puts a small stand-in module at ``mmcv.ops``
+that offers:
 
 - ``point_sample`` and the other pure-Python helpers of mmcv's own
   ``mmcv/ops/point_sample.py`` (loaded from mmcv itself, unchanged);

@@ -14,6 +14,7 @@ which resolves only ``HistoryBuffer``'s registered statistics methods, so the
 allowlist grants no general attribute access. Everything else keeps torch's
 default, ``weights_only=True``.
 """
+import pickle
 from typing import Any, Callable, List, Tuple, Union
 
 import numpy as np
@@ -31,7 +32,7 @@ def _history_buffer_getattr(obj: Any, name: str) -> Callable:
             return methods[name]
         if name in ('min', 'max', 'mean', 'current'):
             return getattr(HistoryBuffer, name)
-    raise RuntimeError(
+    raise pickle.UnpicklingError(
         f'checkpoint asks for getattr({obj!r}, {name!r}); mmpsp only allows '
         'the statistics methods of mmengine.logging.HistoryBuffer when '
         'loading with weights_only=True')
