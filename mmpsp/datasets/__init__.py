@@ -1,1 +1,4 @@
+"""Datasets and transforms that mmseg does not ship."""
+from .camvid import CamVidDataset
 
+__all__ = ['CamVidDataset']
