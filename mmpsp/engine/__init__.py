@@ -1,4 +1,18 @@
 """Training-engine pieces: checks, hooks and launch helpers."""
+from .checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
+from .data_check import DataCheckError, DataReport, Issue, check_dataset
+from .dist_guard import install_fail_fast
+from .guard_hooks import (
+                          LabelRangeHook,
+                          LabelValueError,
+                          NonFiniteLossError,
+                          NonFiniteLossHook,
+)
 from .preflight import ConfigCheckError, preflight
 
-__all__ = ['ConfigCheckError', 'preflight']
+__all__ = [
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'ConfigCheckError',
+    'DataCheckError', 'DataReport', 'Issue', 'LabelRangeHook',
+    'LabelValueError', 'NonFiniteLossError', 'NonFiniteLossHook',
+    'check_dataset', 'install_fail_fast', 'preflight'
+]

@@ -1,0 +1,538 @@
+"""Check a segmentation dataset's files before training reads them.
+
+Label encoding mistakes surface in mmseg training as a device-side assert
+hours in (a label value the loss cannot index) or, worse, as a quietly wrong
+mIoU (16-bit labels wrapped to 8 bits, classes in another order, a void value
+counted as a class). :func:`check_dataset` reads the files a config points at
+the way mmseg's ``LoadAnnotations`` would and reports each problem with the
+file, the value and the fix.
+"""
+import os
+import os.path as osp
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import MMLogger, print_log
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+from .preflight import (
+    ConfigCheckError,
+    check_class_counts,
+    check_data_roots,
+    check_ignore_index,
+    head_ignore_index,
+)
+
+ON_CORRUPT = ('skip', 'stop')
+SPLITS = ('train', 'val', 'test')
+# How many example files an issue lists before "and N more".
+MAX_EXAMPLES = 3
+# PIL modes that mmseg's loader turns into one label channel.
+SINGLE_CHANNEL_MODES = ('L', 'P', '1')
+WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I', 'F')
+
+
+class DataCheckError(ConfigCheckError):
+    """The dataset a config points at cannot be trained or evaluated on."""
+
+
+@dataclass
+class Issue:
+    """One kind of problem, with every file it was found in.
+
+    Args:
+        kind (str): Short name of the problem, e.g. ``'label-range'``.
+        message (str): What is wrong and how to fix it.
+        severity (str): ``'error'`` (training would crash or compute a
+            wrong number) or ``'warning'`` (works, but worth fixing).
+        paths (list[str]): Files showing the problem.
+    """
+
+    kind: str
+    message: str
+    severity: str = 'error'
+    paths: List[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        """Return the message with up to :data:`MAX_EXAMPLES` files."""
+        text = f'[{self.severity}] {self.message}'
+        if self.paths:
+            shown = ', '.join(self.paths[:MAX_EXAMPLES])
+            more = len(self.paths) - MAX_EXAMPLES
+            text += f'\n    files: {shown}'
+            if more > 0:
+                text += f' and {more} more'
+        return text
+
+
+@dataclass
+class DataReport:
+    """What :func:`check_dataset` found.
+
+    Args:
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+        num_samples (int): Samples in the dataset.
+        num_checked (int): Samples whose files were read.
+        issues (list[Issue]): Problems found, errors first.
+    """
+
+    split: str
+    num_samples: int = 0
+    num_checked: int = 0
+    issues: List[Issue] = field(default_factory=list)
+
+    @property
+    def errors(self) -> List[Issue]:
+        """Issues that make training crash or compute a wrong number."""
+        return [i for i in self.issues if i.severity == 'error']
+
+    @property
+    def warnings(self) -> List[Issue]:
+        """Issues that are worth fixing but do not break training."""
+        return [i for i in self.issues if i.severity == 'warning']
+
+    def format(self) -> str:
+        """Return a human-readable summary, one issue per paragraph."""
+        head = (f'{self.split}: {self.num_samples} samples, '
+                f'{self.num_checked} checked, {len(self.errors)} error(s), '
+                f'{len(self.warnings)} warning(s)')
+        return '\n'.join([head] + [i.format() for i in self.issues])
+
+
+class _Issues:
+    """Collects issues by (kind, message) so one cause is reported once."""
+
+    def __init__(self) -> None:
+        self._by_key: 'OrderedDict[Tuple[str, str], Issue]' = OrderedDict()
+
+    def add(self, kind: str, message: str, path: Optional[str] = None,
+            severity: str = 'error') -> Issue:
+        key = (kind, message)
+        if key not in self._by_key:
+            self._by_key[key] = Issue(kind, message, severity)
+        issue = self._by_key[key]
+        if path is not None:
+            issue.paths.append(path)
+        return issue
+
+    def sorted(self) -> List[Issue]:
+        issues = list(self._by_key.values())
+        return ([i for i in issues if i.severity == 'error'] +
+                [i for i in issues if i.severity != 'error'])
+
+
+def _leaf_datasets(dataset) -> Iterator:
+    """Yield the real datasets inside Repeat/Concat/ClassBalanced wrappers."""
+    inner = getattr(dataset, 'datasets', None)
+    if inner is None and hasattr(dataset, 'dataset'):
+        inner = [dataset.dataset]
+    if inner is None:
+        yield dataset
+        return
+    for ds in inner:
+        yield from _leaf_datasets(ds)
+
+
+def _sample_indices(n: int, max_samples: Optional[int]) -> List[int]:
+    """Evenly spread indices, so a sample covers the whole file list."""
+    if max_samples is None or max_samples >= n:
+        return list(range(n))
+    if max_samples <= 0:
+        return []
+    return sorted({int(i) for i in np.linspace(0, n - 1, max_samples)})
+
+
+def _read_label(path: str) -> Tuple[np.ndarray, Image.Image]:
+    """Decode a label fully; raises ``OSError`` on a corrupt file."""
+    with Image.open(path) as img:
+        img.load()
+        return np.array(img), img.copy()
+
+
+def _decode_image(path: str) -> Tuple[int, int]:
+    """Decode an image fully and return its ``(width, height)``.
+
+    ``Image.verify`` misses truncated JPEGs, which OpenCV (mmseg's default
+    decoder) would decode silently with the missing part grey, so the
+    pixels are decoded here.
+    """
+    with Image.open(path) as img:
+        img.load()
+        return img.size
+
+
+def _effective_labels(raw: np.ndarray, reduce_zero_label: bool,
+                      label_map: Optional[Dict[int, int]]) -> np.ndarray:
+    """Apply what ``LoadAnnotations`` does to 8-bit label values.
+
+    Args:
+        raw (np.ndarray): Distinct raw label values, uint8, shape (K,).
+        reduce_zero_label (bool): The dataset's setting.
+        label_map (dict, optional): The dataset's old-to-new label map.
+
+    Returns:
+        np.ndarray: The training label of each raw value, shape (K,).
+    """
+    labels = raw.astype(np.int64)
+    if reduce_zero_label:
+        labels = np.where(labels == 0, 255, labels - 1)
+        labels = np.where(labels == 254, 255, labels)
+    if label_map:
+        mapped = labels.copy()
+        for old, new in label_map.items():
+            mapped[labels == old] = new
+        labels = mapped
+    return labels
+
+
+def _palette_issue(img: Image.Image, used: np.ndarray,
+                   classes: Sequence[str],
+                   palette: Optional[Sequence[Sequence[int]]]
+                   ) -> Optional[str]:
+    """Explain a 'P' label whose colours put classes in another order.
+
+    A palette PNG is read by index, not by colour. If the colour drawn for
+    index ``i`` is the dataset's colour of a different class ``j``, the
+    file was written with another class order and every such pixel trains
+    as the wrong class. Unrelated palettes (mmseg's random ones) pass.
+    """
+    raw = img.getpalette()
+    if not raw or not palette:
+        return None
+    colours = [tuple(raw[3 * i:3 * i + 3]) for i in range(len(raw) // 3)]
+    by_colour = {tuple(c): j for j, c in enumerate(palette)}
+    for i in used:
+        i = int(i)
+        if i >= len(classes) or i >= len(colours):
+            continue
+        j = by_colour.get(colours[i])
+        if j is not None and j != i:
+            return (f'palette PNG draws index {i} in colour {colours[i]}, '
+                    f'which is class {j} {classes[j]!r} in the dataset '
+                    f'palette, but index {i} trains as {classes[i]!r}: the '
+                    'labels use another class order. Re-encode them so '
+                    'pixel value = index in the dataset classes '
+                    f'{tuple(classes)}')
+    return None
+
+
+class _DatasetChecker:
+    """Checks one built mmseg dataset; see :func:`check_dataset`."""
+
+    def __init__(self, dataset, split: str, num_classes: int,
+                 ignore_index: int, on_corrupt: str,
+                 logger: MMLogger) -> None:
+        self.dataset = dataset
+        self.split = split
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.on_corrupt = on_corrupt
+        self.logger = logger
+        self.issues = _Issues()
+        self.meta = dataset.metainfo
+        self.classes = tuple(self.meta.get('classes', ()))
+        self.reduce_zero_label = bool(
+            getattr(dataset, 'reduce_zero_label', False))
+        self.label_map = getattr(dataset, 'label_map', None)
+        self.raw_values: Set[int] = set()
+        self.where: Dict[int, str] = {}
+
+    def _key(self, name: str) -> str:
+        return f'{self.split}_dataloader.dataset.{name}'
+
+    def corrupt(self, path: str, err: Exception) -> None:
+        message = (f'cannot decode {path}: {err}; re-export or delete the '
+                   'file (and its image/label partner)')
+        if self.on_corrupt == 'stop':
+            raise DataCheckError(
+                f'{message}. Run tools/check_dataset.py with '
+                '--on-corrupt skip to list every unreadable file at once')
+        print_log(f'skipping unreadable file {path}: {err}',
+                  logger=self.logger, level=30)
+        self.issues.add('corrupt', 'unreadable files (skipped); re-export '
+                        'or delete them with their image/label partner',
+                        path)
+
+    def check_files_exist(self, data_list: List[dict]) -> None:
+        for info in data_list:
+            seg = info.get('seg_map_path')
+            if seg is not None and not osp.isfile(seg):
+                self.issues.add(
+                    'missing-label', 'images without a label file; add the '
+                    'labels (same stem, suffix '
+                    f'{self.dataset.seg_map_suffix!r}) or remove the images',
+                    info['img_path'])
+
+    def check_orphan_labels(self, data_list: List[dict]) -> None:
+        """Labels whose image is missing shrink the dataset silently."""
+        if getattr(self.dataset, 'ann_file', ''):
+            return  # a split file selects a subset on purpose
+        ann_dir = self.dataset.data_prefix.get('seg_map_path')
+        if not ann_dir or not osp.isdir(ann_dir):
+            return
+        known = {osp.normpath(i['seg_map_path']) for i in data_list
+                 if i.get('seg_map_path')}
+        suffix = self.dataset.seg_map_suffix
+        img_dir = self.dataset.data_prefix.get('img_path')
+        for root, _, files in os.walk(ann_dir):
+            for name in sorted(files):
+                path = osp.normpath(osp.join(root, name))
+                if name.endswith(suffix) and path not in known:
+                    self.issues.add(
+                        'missing-image', 'labels without an image (not '
+                        'trained on); add the images (suffix '
+                        f'{self.dataset.img_suffix!r}) under {img_dir} or '
+                        'remove the labels', path)
+
+    def check_sample(self, info: dict) -> None:
+        img_path, seg_path = info['img_path'], info.get('seg_map_path')
+        try:
+            img_size = _decode_image(img_path)
+        except (OSError, ValueError, SyntaxError) as err:
+            self.corrupt(img_path, err)
+            return
+        if seg_path is None or not osp.isfile(seg_path):
+            return
+        try:
+            label, img = _read_label(seg_path)
+        except (OSError, ValueError, SyntaxError) as err:
+            self.corrupt(seg_path, err)
+            return
+        if img.size != img_size:
+            self.issues.add(
+                'size', f'image and label sizes differ (image {img_size}, '
+                f'label {img.size}, as width x height) for {img_path}; '
+                'resize the label with nearest-neighbour or re-export the '
+                'pair', seg_path)
+            return
+        if not self._check_mode(img, label, seg_path):
+            return
+        values = np.unique(label)
+        if img.mode == 'P':
+            problem = _palette_issue(img, values, self.classes,
+                                     self.meta.get('palette'))
+            if problem:
+                self.issues.add('palette', problem, seg_path)
+        for v in values.tolist():
+            if v not in self.raw_values:
+                self.raw_values.add(v)
+                self.where[v] = seg_path
+        self._check_values(values, seg_path)
+
+    def _check_mode(self, img: Image.Image, label: np.ndarray,
+                    path: str) -> bool:
+        if img.mode in SINGLE_CHANNEL_MODES:
+            return True
+        if img.mode in WIDE_MODES:
+            top = int(label.max()) if label.size else 0
+            if top > 255 or img.mode == 'F':
+                self.issues.add(
+                    '16bit', f'{img.mode} label with values up to {top}: '
+                    'mmseg casts labels to uint8, so value v trains as '
+                    'v % 256 (e.g. '
+                    f'{top} -> {top % 256}). Remap to 0..num_classes-1 '
+                    f'(ignore = {self.ignore_index}) and save 8-bit '
+                    "single-channel PNGs (PIL mode 'L')", path)
+                return False
+            self.issues.add(
+                '16bit-fits', f'{img.mode} (16/32-bit) labels; their values '
+                'fit in 8 bits so they load correctly, but save them as '
+                "8-bit PNGs (PIL mode 'L') to halve their size", path,
+                severity='warning')
+            return True
+        channels = len(img.getbands())
+        if label.ndim == 3 and np.all(label[..., :3] == label[..., :1]):
+            hint = ('its channels are equal: save one channel as an 8-bit '
+                    "PNG (PIL mode 'L')")
+        else:
+            palette = self.meta.get('palette')
+            hint = ('it holds colours: map each colour to its class index'
+                    + (f' (dataset palette, index order: {palette[:3]} ...)'
+                       if palette else '') +
+                    f' and save 8-bit single-channel PNGs, value '
+                    f'{self.ignore_index} for unlabelled pixels')
+        self.issues.add(
+            'colour', f'{channels}-channel ({img.mode}) label: mmseg needs '
+            f'one channel holding class indices; {hint}', path)
+        return False
+
+    def _check_values(self, values: np.ndarray, path: str) -> None:
+        labels = _effective_labels(values, self.reduce_zero_label,
+                                   self.label_map)
+        bad = sorted({
+            int(raw) for raw, lab in zip(values.tolist(), labels.tolist())
+            if lab >= self.num_classes and lab != self.ignore_index
+        })
+        if not bad:
+            return
+        n = self.num_classes
+        if (not self.reduce_zero_label and bad == [n]
+                and 0 in values.tolist()):
+            # Values 0..N fit two encodings; say both, each with its fix.
+            self.issues.add(
+                'reduce-zero-label',
+                f'labels hold 0..{n} but num_classes={n}: if 0 means '
+                f"'other' and classes are 1..{n} (ADE20K style), set "
+                f"{self._key('reduce_zero_label')}=True (for every split); "
+                f'if {n} marks unlabelled pixels, set ignore_index={n} on '
+                'the decode and auxiliary heads and the evaluator, or map '
+                f'{n} to 255 in the dataset label_map', path)
+            return
+        self.issues.add(
+            'label-range',
+            f'label values {bad} >= num_classes={n} and not ignore_index='
+            f'{self.ignore_index}: on GPU this is a device-side assert in '
+            'the loss. Fix the labels, raise num_classes if these are '
+            f'classes, or set ignore_index to the void value', path)
+
+    def check_reduce_zero_label_unused(self) -> None:
+        """``reduce_zero_label=True`` on labels that never use 0 or N."""
+        if not self.reduce_zero_label or not self.raw_values:
+            return
+        real = self.raw_values - {self.ignore_index, 255}
+        if real and 0 not in self.raw_values and max(real) < self.num_classes:
+            self.issues.add(
+                'reduce-zero-label-unused',
+                f'reduce_zero_label=True but the checked labels never '
+                f'hold 0 and stay below num_classes={self.num_classes}: if '
+                'they are 0-based, class 0 is trained as ignore and every '
+                'other class one index too low; set '
+                f"{self._key('reduce_zero_label')}=False",
+                self.where[min(real)], severity='warning')
+
+
+def _split_dataset_cfg(cfg: Config, split: str) -> ConfigDict:
+    key = f'{split}_dataloader'
+    loader = cfg.get(key)
+    if not loader or not loader.get('dataset'):
+        defined = [s for s in SPLITS if cfg.get(f'{s}_dataloader')]
+        raise DataCheckError(
+            f'config has no {key}.dataset; choose a split the config '
+            f'defines: {", ".join(defined)}')
+    return loader['dataset']
+
+
+def _empty_message(dataset, split: str) -> str:
+    img_dir = dataset.data_prefix.get('img_path', '')
+    ann_file = getattr(dataset, 'ann_file', '')
+    where = (f'ann_file {osp.abspath(ann_file)} lists no images'
+             if ann_file else
+             f'no *{dataset.img_suffix} files under '
+             f'{osp.abspath(img_dir)}')
+    return (f'{split} dataset is empty: {where}. Training would wait forever '
+            f'on an empty InfiniteSampler. Fix {split}_dataloader.dataset.'
+            'data_root / data_prefix.img_path / img_suffix')
+
+
+def build_split_dataset(cfg: Config, split: str):
+    """Build the dataset of one split, failing clearly if it cannot be.
+
+    Args:
+        cfg (Config): The full config.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+
+    Returns:
+        BaseDataset: The built dataset (its pipeline is not run).
+    """
+    from mmpsp.registry import DATASETS
+    ds_cfg = _split_dataset_cfg(cfg, split).copy()
+    init_default_scope(cfg.get('default_scope', 'mmpsp'))
+    for leaf in _leaf_cfgs(ds_cfg):
+        root = leaf.get('data_root') or ''
+        img_dir = osp.join(root, (leaf.get('data_prefix') or {}).get(
+            'img_path', ''))
+        if not leaf.get('ann_file') and not osp.isdir(img_dir):
+            raise DataCheckError(
+                f'{split}_dataloader.dataset image folder {img_dir!r} does '
+                f'not exist (resolved: {osp.abspath(img_dir)}); fix '
+                'data_root or data_prefix.img_path')
+    return DATASETS.build(ds_cfg)
+
+
+def _leaf_cfgs(ds_cfg) -> Iterator:
+    inner = ds_cfg.get('datasets') or (
+        [ds_cfg['dataset']] if ds_cfg.get('dataset') else None)
+    if not inner:
+        yield ds_cfg
+        return
+    for sub in inner:
+        yield from _leaf_cfgs(sub)
+
+
+def check_dataset(cfg: Config,
+                  split: str = 'train',
+                  max_samples: Optional[int] = None,
+                  on_corrupt: str = 'stop',
+                  time_budget: Optional[float] = None,
+                  logger: Optional[MMLogger] = None) -> DataReport:
+    """Check the files of one split of a config's dataset.
+
+    Cheap checks (config consistency, empty dataset, images without
+    labels, labels without images) cover every sample; the files of up to
+    ``max_samples`` evenly spread samples are decoded and checked for
+    corruption, size mismatch, channel count, bit depth, palette order,
+    label values against ``num_classes``/``ignore_index`` and
+    ``reduce_zero_label``.
+
+    Args:
+        cfg (Config): The full config.
+        split (str): ``'train'``, ``'val'`` or ``'test'``. Defaults to
+            ``'train'``.
+        max_samples (int, optional): Decode at most this many samples;
+            ``None`` decodes all. Defaults to ``None``.
+        on_corrupt (str): ``'stop'`` raises :class:`DataCheckError` at the
+            first unreadable file; ``'skip'`` logs each one and goes on.
+            Defaults to ``'stop'``.
+        time_budget (float, optional): Stop decoding after this many
+            seconds (the report says how many were checked). Defaults to
+            ``None`` (no limit).
+        logger (MMLogger, optional): Where skips and progress are logged.
+            Defaults to the current logger.
+
+    Returns:
+        DataReport: Every issue found; the caller decides whether to fail.
+
+    Raises:
+        DataCheckError: The config or dataset cannot be checked at all
+            (missing folder, empty dataset, ``on_corrupt='stop'`` hit).
+    """
+    if on_corrupt not in ON_CORRUPT:
+        raise ValueError(f'on_corrupt={on_corrupt!r}; use one of '
+                         f'{ON_CORRUPT}')
+    if split not in SPLITS:
+        raise ValueError(f'split={split!r}; use one of {SPLITS}')
+    logger = logger or MMLogger.get_current_instance()
+    check_data_roots(cfg)
+    num_classes = check_class_counts(cfg)
+    check_ignore_index(cfg)
+    ignore_index = head_ignore_index(cfg)
+    dataset = build_split_dataset(cfg, split)
+    report = DataReport(split)
+    issues: List[Issue] = []
+    start = time.monotonic()
+    for leaf in _leaf_datasets(dataset):
+        data_list = [leaf.get_data_info(i) for i in range(len(leaf))]
+        if not data_list:
+            raise DataCheckError(_empty_message(leaf, split))
+        n = num_classes or len(leaf.metainfo.get('classes', ()))
+        checker = _DatasetChecker(leaf, split, n, ignore_index, on_corrupt,
+                                  logger)
+        checker.check_files_exist(data_list)
+        checker.check_orphan_labels(data_list)
+        report.num_samples += len(data_list)
+        for idx in _sample_indices(len(data_list), max_samples):
+            if (time_budget is not None
+                    and time.monotonic() - start > time_budget):
+                break
+            checker.check_sample(data_list[idx])
+            report.num_checked += 1
+        checker.check_reduce_zero_label_unused()
+        issues.extend(checker.issues.sorted())
+    report.issues = ([i for i in issues if i.severity == 'error'] +
+                     [i for i in issues if i.severity != 'error'])
+    return report

@@ -1,0 +1,58 @@
+"""Check a config's dataset files: ``python tools/check_dataset.py CONFIG``.
+
+Exit status 0: no errors (warnings may be printed); 1: errors, each with
+the files concerned and the fix.
+"""
+import argparse
+import sys
+
+from mmengine.config import Config, DictAction
+
+import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
+from mmpsp.engine import ConfigCheckError, check_dataset
+from mmpsp.engine.data_check import ON_CORRUPT, SPLITS
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Check the image and label files a config trains on')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--split', choices=SPLITS, default='train')
+    parser.add_argument(
+        '--max-samples',
+        type=int,
+        default=None,
+        help='decode at most N evenly spread samples (default: all)')
+    parser.add_argument(
+        '--on-corrupt',
+        choices=ON_CORRUPT,
+        default='stop',
+        help='at an unreadable file: stop, or log it, skip it and go on')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs')
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    try:
+        report = check_dataset(
+            cfg,
+            args.split,
+            max_samples=args.max_samples,
+            on_corrupt=args.on_corrupt)
+    except ConfigCheckError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    print(report.format())
+    return 1 if report.errors else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
