@@ -29,27 +29,27 @@ InitConfigType = Optional[Union[Dict, List[Dict]]]
 
 
 @contextmanager
-def _running_stats_frozen(block: nn.Module) -> Iterator[None]:
-    """Stop the batch norms of ``block`` from updating their running stats.
+def _running_stats_kept(block: nn.Module) -> Iterator[None]:
+    """Undo the running-stat updates the batch norms of ``block`` make.
 
     Activation checkpointing runs a block's forward a second time during the
     backward pass. In training mode a batch norm would then fold the same
-    batch into its running mean and variance twice. Turning off
-    ``track_running_stats`` during that second run keeps the batch
-    statistics (and so the output) unchanged while leaving the buffers as
-    the first run set them.
+    batch into its running mean and variance twice. The second run must
+    save the same tensors for backward as the first (torch checks this), so
+    it runs unchanged and its buffer updates are reverted afterwards.
     """
     norms = [
         m for m in block.modules()
         if isinstance(m, _BatchNorm) and m.track_running_stats
     ]
-    for m in norms:
-        m.track_running_stats = False
+    saved = [[b.clone() for b in m.buffers()] for m in norms]
     try:
         yield
     finally:
-        for m in norms:
-            m.track_running_stats = True
+        with torch.no_grad():
+            for m, values in zip(norms, saved):
+                for buffer, value in zip(m.buffers(), values):
+                    buffer.copy_(value)
 
 
 class _ResidualBlock(BaseModule):
@@ -79,7 +79,7 @@ class _ResidualBlock(BaseModule):
         return out
 
     def _checkpoint_contexts(self) -> Tuple[ContextManager, ContextManager]:
-        return nullcontext(), _running_stats_frozen(self)
+        return nullcontext(), _running_stats_kept(self)
 
     def forward(self, x: Tensor) -> Tensor:
         """Run the block.

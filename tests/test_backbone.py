@@ -1,0 +1,293 @@
+"""ResNetV1c: shapes, options, bad arguments, freezing, checkpointing and
+pretrained loading, on tiny channels and odd input sizes."""
+import math
+
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmseg.models.backbones import ResNetV1c as MMSegResNetV1c
+from mmseg.models.segmentors import EncoderDecoder
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmpsp.models import ResNetV1c
+from mmpsp.models.backbones import BasicBlock, Bottleneck
+
+TINY = dict(stem_channels=8, base_channels=4)
+OUTPUT_STRIDES = {
+    8: dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4)),
+    16: dict(strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2)),
+    32: dict(strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1)),
+}
+
+
+def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every batch norm non-trivial affine values and statistics."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+
+
+def stage_sizes(size: int, strides) -> list:
+    """Spatial size after the stem, max pool and each stage's stride."""
+    size = math.ceil(math.ceil(size / 2) / 2)
+    sizes = []
+    for stride in strides:
+        size = math.ceil(size / stride)
+        sizes.append(size)
+    return sizes
+
+
+@pytest.mark.parametrize('depth,expansion', [(18, 1), (34, 1), (50, 4),
+                                             (101, 4)])
+@pytest.mark.parametrize('output_stride', [8, 16, 32])
+def test_output_shapes(depth, expansion, output_stride):
+    strides = OUTPUT_STRIDES[output_stride]['strides']
+    net = ResNetV1c(depth=depth, **TINY, **OUTPUT_STRIDES[output_stride])
+    net.eval()
+    with torch.no_grad():
+        outs = net(torch.rand(2, 3, 33, 33))
+    expected = [(2, 4 * 2**i * expansion, s, s)
+                for i, s in enumerate(stage_sizes(33, strides))]
+    assert [tuple(o.shape) for o in outs] == expected
+    assert net.feat_dim == expected[-1][1]
+
+
+@pytest.mark.parametrize('depth,blocks', [(152, (3, 8, 36, 3)),
+                                          (200, (3, 24, 36, 3)),
+                                          (269, (3, 30, 48, 8))])
+def test_deep_variants(depth, blocks):
+    net = ResNetV1c(depth=depth, stem_channels=4, base_channels=1)
+    assert tuple(len(getattr(net, f'layer{i}')) for i in range(1, 5)) == \
+        blocks
+    assert all(isinstance(b, Bottleneck) for b in net.layer4)
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 17, 17))[-1]
+    assert out.shape == (1, 32, 1, 1)
+
+
+def test_basic_block_for_shallow_depths():
+    net = ResNetV1c(depth=18, **TINY)
+    assert all(isinstance(b, BasicBlock) for b in net.layer1)
+    assert [m.conv2.dilation for m in net.layer1] == [(1, 1), (1, 1)]
+
+
+@pytest.mark.parametrize('contract,expected', [
+    (True, [(1, 1), (2, 2)]),
+    (False, [(2, 2), (2, 2)]),
+])
+def test_contract_dilation(contract, expected):
+    net = ResNetV1c(
+        depth=50, contract_dilation=contract, **TINY, **OUTPUT_STRIDES[8])
+    assert [b.conv2.dilation for b in net.layer3[:2]] == expected
+    assert net.layer4[0].conv2.dilation == ((2, 2) if contract else (4, 4))
+
+
+def test_multi_grid_sets_last_stage_dilations():
+    net = ResNetV1c(
+        depth=50, multi_grid=(1, 2, 4), **TINY, **OUTPUT_STRIDES[16])
+    assert [b.conv2.dilation for b in net.layer4] == [(1, 1), (2, 2),
+                                                      (4, 4)]
+    assert [b.conv2.dilation for b in net.layer3[:2]] == [(1, 1), (1, 1)]
+
+
+@pytest.mark.parametrize('options', [
+    dict(depth=50, **OUTPUT_STRIDES[8], contract_dilation=True),
+    dict(depth=50, **OUTPUT_STRIDES[16], multi_grid=(1, 2, 4)),
+    dict(depth=50, style='caffe', out_indices=(1, 3)),
+    dict(depth=18, **OUTPUT_STRIDES[8], contract_dilation=True),
+    dict(depth=34, num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 1),
+         out_indices=(0, 2), in_channels=4),
+], ids=['d8-contract', 'd16-multigrid', 'caffe', 'r18-d8', 'three-stages'])
+def test_matches_mmseg_resnetv1c(options):
+    """Same names, shapes and eval outputs as mmseg's ResNetV1c."""
+    theirs = MMSegResNetV1c(**TINY, **options)
+    ours = ResNetV1c(**TINY, **options)
+    randomize_norms(theirs)
+    assert {k: v.shape for k, v in theirs.state_dict().items()} == \
+        {k: v.shape for k, v in ours.state_dict().items()}
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    theirs.eval()
+    ours.eval()
+    x = torch.rand(2, options.get('in_channels', 3), 35, 35)
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    assert len(got) == len(expected) == len(options.get('out_indices',
+                                                        range(4)))
+    for e, g in zip(expected, got):
+        assert g.shape == e.shape
+        assert (g - e).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize('kwargs,error,match', [
+    (dict(depth=42), ValueError, 'depth=42 is not supported'),
+    (dict(depth=50, dcn=dict(type='DCNv2')), ValueError, 'deformable'),
+    (dict(depth=50, stage_with_dcn=(False, True, True, True)), ValueError,
+     'deformable'),
+    (dict(depth=50, plugins=[dict(cfg=dict(type='ContextBlock'))]),
+     ValueError, 'plugins are not supported'),
+    (dict(depth=50, strides=(1, 2, 1)), ValueError,
+     'one entry per stage'),
+    (dict(depth=50, dilations=(1, 1, 0, 4), strides=(1, 2, 1, 1)),
+     ValueError, 'positive ints'),
+    (dict(depth=50, out_indices=(0, 4)), ValueError, 'out_indices'),
+    (dict(depth=50, num_stages=5), ValueError, 'num_stages=5'),
+    (dict(depth=50, style='tf'), ValueError, "'pytorch' or 'caffe'"),
+    (dict(depth=50, frozen_stages=5), ValueError, 'frozen_stages=5'),
+    (dict(depth=50, multi_grid=(1, 2)), ValueError, '3 blocks'),
+    (dict(depth=50, deep_stem=False), TypeError, 'always uses the deep'),
+    (dict(depth=50, avg_down=True), TypeError, "['avg_down']"),
+    (dict(depth=50, widen_factor=2), TypeError,
+     "unknown arguments ['widen_factor']"),
+    (dict(depth=50, pretrained=3), TypeError, 'checkpoint path'),
+    (dict(depth=50, pretrained='a.pth',
+          init_cfg=dict(type='Pretrained', checkpoint='b.pth')), ValueError,
+     'set only one'),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match.replace('[', r'\[')):
+        ResNetV1c(**TINY, **kwargs)
+
+
+def _train_step(net, x):
+    net.zero_grad()
+    outs = net(x)
+    sum((o * torch.linspace(-1, 1, o.shape[1]).view(1, -1, 1, 1)).sum()
+        for o in outs).backward()
+    return outs
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_with_cp_same_outputs_grads_and_running_stats(depth):
+    plain = ResNetV1c(depth=depth, **TINY, **OUTPUT_STRIDES[8])
+    ckpt = ResNetV1c(depth=depth, with_cp=True, **TINY, **OUTPUT_STRIDES[8])
+    randomize_norms(plain)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 33, 33)
+    calls = []
+    original = torch.utils.checkpoint.checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    torch.utils.checkpoint.checkpoint = counting
+    try:
+        expected, got = _train_step(plain, x), _train_step(ckpt, x)
+    finally:
+        torch.utils.checkpoint.checkpoint = original
+    assert len(calls) == sum(plain.stage_blocks)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-6)
+    grads = dict(plain.named_parameters())
+    for name, p in ckpt.named_parameters():
+        torch.testing.assert_close(
+            p.grad, grads[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+    buffers = dict(plain.named_buffers())
+    for name, b in ckpt.named_buffers():
+        torch.testing.assert_close(b, buffers[name], msg=name)
+
+
+@pytest.mark.parametrize('frozen_stages', [0, 2])
+def test_frozen_stages(frozen_stages):
+    net = ResNetV1c(depth=18, frozen_stages=frozen_stages, **TINY)
+    net.train()
+    frozen = ['stem'] + [f'layer{i}' for i in range(1, frozen_stages + 1)]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    _train_step(net, torch.rand(2, 3, 33, 33))
+    for name, p in net.named_parameters():
+        is_frozen = name.split('.')[0] in frozen
+        assert p.requires_grad is not is_frozen, name
+        assert (p.grad is None) is is_frozen, name
+    for name, m in net.named_modules():
+        if isinstance(m, _BatchNorm):
+            assert m.training is not (name.split('.')[0] in frozen), name
+    after = net.state_dict()
+    for name in before:
+        if name.endswith('running_mean'):
+            unchanged = torch.equal(before[name], after[name])
+            assert unchanged is (name.split('.')[0] in frozen), name
+
+
+def test_norm_eval_keeps_batch_norms_in_eval():
+    net = ResNetV1c(depth=18, norm_eval=True, **TINY)
+    net.train()
+    assert net.training
+    norms = [m for m in net.modules() if isinstance(m, _BatchNorm)]
+    assert norms and not any(m.training for m in norms)
+    before = [m.running_mean.clone() for m in norms]
+    _train_step(net, torch.rand(2, 3, 33, 33))
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_norm_cfg_syncbn_and_gn():
+    bn = ResNetV1c(depth=18, **TINY)
+    sync = ResNetV1c(depth=18, norm_cfg=dict(type='SyncBN'), **TINY)
+    assert isinstance(sync.layer1[0].bn1, torch.nn.SyncBatchNorm)
+    assert list(sync.state_dict()) == list(bn.state_dict())
+    sync.eval()
+    with torch.no_grad():
+        assert sync(torch.rand(1, 3, 33, 33))[-1].shape == (1, 32, 2, 2)
+    gn = ResNetV1c(depth=18, norm_cfg=dict(type='GN', num_groups=2), **TINY)
+    assert isinstance(gn.layer1[0].gn1, torch.nn.GroupNorm)
+    outs = _train_step(gn, torch.rand(1, 3, 33, 33))
+    assert outs[-1].shape == (1, 32, 2, 2)
+
+
+@pytest.mark.parametrize('zero_init,expected', [(True, 0.0), (False, 1.0)])
+def test_zero_init_residual(zero_init, expected):
+    net = ResNetV1c(depth=50, zero_init_residual=zero_init, **TINY)
+    net.init_weights()
+    last_norms = [b.norm3.weight for layer in (net.layer1, net.layer4)
+                  for b in layer]
+    assert all(torch.all(w == expected) for w in last_norms)
+    assert torch.all(net.layer1[0].norm1.weight == 1.0)
+
+
+def _saved_weights(tmp_path):
+    source = ResNetV1c(depth=18, **TINY)
+    randomize_norms(source, seed=3)
+    path = tmp_path / 'r18_tiny.pth'
+    torch.save(source.state_dict(), path)
+    return source.state_dict(), str(path)
+
+
+@pytest.mark.parametrize('how', ['init_cfg', 'pretrained'])
+def test_pretrained_loading(tmp_path, how):
+    expected, path = _saved_weights(tmp_path)
+    if how == 'init_cfg':
+        net = ResNetV1c(
+            depth=18,
+            init_cfg=dict(type='Pretrained', checkpoint=path),
+            **TINY)
+    else:
+        net = ResNetV1c(depth=18, pretrained=path, **TINY)
+    assert net.init_cfg == dict(type='Pretrained', checkpoint=path)
+    net.init_weights()
+    got = net.state_dict()
+    for name, value in expected.items():
+        assert torch.equal(got[name], value), name
+    # Zero-init of the residual branches must not overwrite loaded values.
+    assert torch.equal(net.layer1[0].norm2.weight,
+                       expected['layer1.0.bn2.weight'])
+
+
+def test_segmentor_level_pretrained_reaches_backbone(tmp_path):
+    expected, path = _saved_weights(tmp_path)
+    segmentor = EncoderDecoder(
+        pretrained=path,
+        backbone=ConfigDict(type='mmpsp.ResNetV1c', depth=18, **TINY),
+        decode_head=dict(
+            type='mmpsp.PSPHead', in_channels=32, channels=4,
+            num_classes=3))
+    assert isinstance(segmentor.backbone, ResNetV1c)
+    segmentor.init_weights()
+    got = segmentor.backbone.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in expected.items())
