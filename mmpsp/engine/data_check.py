@@ -7,6 +7,7 @@ counted as a class). :func:`check_dataset` reads the files a config points at
 the way mmseg's ``LoadAnnotations`` would and reports each problem with the
 file, the value and the fix.
 """
+import copy
 import os
 import os.path as osp
 import time
@@ -21,6 +22,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 from .preflight import (
+    SPLITS,
     ConfigCheckError,
     check_class_counts,
     check_data_roots,
@@ -29,7 +31,6 @@ from .preflight import (
 )
 
 ON_CORRUPT = ('skip', 'stop')
-SPLITS = ('train', 'val', 'test')
 # How many example files an issue lists before "and N more".
 MAX_EXAMPLES = 3
 # PIL modes that mmseg's loader turns into one label channel.
@@ -424,9 +425,11 @@ def _empty_message(dataset, split: str) -> str:
              if ann_file else
              f'no *{dataset.img_suffix} files under '
              f'{osp.abspath(img_dir)}')
-    return (f'{split} dataset is empty: {where}. Training would wait forever '
-            f'on an empty InfiniteSampler. Fix {split}_dataloader.dataset.'
-            'data_root / data_prefix.img_path / img_suffix')
+    return (f'{split} dataset is empty: {where} (mmengine would stop at '
+            "'need at least one array to concatenate' or, with "
+            'serialize_data=False, wait forever in InfiniteSampler). Fix '
+            f'{split}_dataloader.dataset.data_root / data_prefix.img_path / '
+            'img_suffix')
 
 
 def build_split_dataset(cfg: Config, split: str):
@@ -437,12 +440,16 @@ def build_split_dataset(cfg: Config, split: str):
         split (str): ``'train'``, ``'val'`` or ``'test'``.
 
     Returns:
-        BaseDataset: The built dataset (its pipeline is not run).
+        BaseDataset: The dataset, built with ``lazy_init=True`` (its file
+        list is not loaded).
     """
     from mmpsp.registry import DATASETS
-    ds_cfg = _split_dataset_cfg(cfg, split).copy()
+    ds_cfg = copy.deepcopy(_split_dataset_cfg(cfg, split))
     init_default_scope(cfg.get('default_scope', 'mmpsp'))
     for leaf in _leaf_cfgs(ds_cfg):
+        # Only the file list is needed; a full init of an empty dataset
+        # already fails, with an unhelpful message.
+        leaf['lazy_init'] = True
         root = leaf.get('data_root') or ''
         img_dir = osp.join(root, (leaf.get('data_prefix') or {}).get(
             'img_path', ''))
@@ -507,7 +514,7 @@ def check_dataset(cfg: Config,
     if split not in SPLITS:
         raise ValueError(f'split={split!r}; use one of {SPLITS}')
     logger = logger or MMLogger.get_current_instance()
-    check_data_roots(cfg)
+    check_data_roots(cfg, [split])
     num_classes = check_class_counts(cfg)
     check_ignore_index(cfg)
     ignore_index = head_ignore_index(cfg)
@@ -516,7 +523,7 @@ def check_dataset(cfg: Config,
     issues: List[Issue] = []
     start = time.monotonic()
     for leaf in _leaf_datasets(dataset):
-        data_list = [leaf.get_data_info(i) for i in range(len(leaf))]
+        data_list = leaf.load_data_list()
         if not data_list:
             raise DataCheckError(_empty_message(leaf, split))
         n = num_classes or len(leaf.metainfo.get('classes', ()))

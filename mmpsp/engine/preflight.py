@@ -9,7 +9,7 @@ crash-safe checkpoints and training guards, and checks a bounded sample of
 the data files.
 """
 import os.path as osp
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger, print_log
@@ -22,14 +22,15 @@ DATA_CHECK_DEFAULTS = dict(
 # Hooks that preflight adds to ``custom_hooks`` unless already there.
 GUARD_HOOKS = ('NonFiniteLossHook', 'LabelRangeHook')
 DEFAULT_IGNORE_INDEX = 255
+SPLITS = ('train', 'val', 'test')
 
 
 class ConfigCheckError(ValueError):
     """A config cannot be trained or tested as it stands."""
 
 
-def _dataloader_keys(cfg: Config):
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+def _dataloader_keys(cfg: Config, splits: Sequence[str] = SPLITS):
+    for key in (f'{split}_dataloader' for split in splits):
         loader = cfg.get(key)
         if loader:
             yield key, loader
@@ -46,13 +47,14 @@ def _dataset_cfgs(dataset) -> Iterator:
         yield from _dataset_cfgs(ds)
 
 
-def check_data_roots(cfg: Config) -> None:
+def check_data_roots(cfg: Config, splits: Sequence[str] = SPLITS) -> None:
     """Raise :class:`ConfigCheckError` if a dataset's ``data_root`` is missing.
 
     Args:
         cfg (Config): The full config.
+        splits (Sequence[str]): Splits to check. Defaults to all three.
     """
-    for key, loader in _dataloader_keys(cfg):
+    for key, loader in _dataloader_keys(cfg, splits):
         for ds in _dataset_cfgs(loader.get('dataset', {})):
             root = ds.get('data_root')
             if root and not osp.isdir(root):
