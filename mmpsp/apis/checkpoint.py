@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from torch import nn
 
 from mmpsp.registry import HOOKS
@@ -208,22 +208,30 @@ def mismatch_message(report: CheckpointReport, limit: int = 10) -> str:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
+    # Checkpoints hold the bare segmentor's weights, also under DDP or TTA.
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
 
 
-def _check_class_names(model: nn.Module, dataset_meta: Optional[dict],
-                       filename: str) -> None:
+def _class_names_fit(model: nn.Module, dataset_meta: Optional[dict],
+                     filename: str, strict: bool) -> bool:
+    """Whether the checkpoint's class names fit the model's class count."""
     head = getattr(model, 'decode_head', None)
     num_classes = getattr(head, 'num_classes', None)
     classes = (dataset_meta or {}).get('classes')
-    if num_classes is None or classes is None:
-        return
-    if len(classes) != num_classes:
-        raise CheckpointMismatchError(
-            f'checkpoint {filename} names {len(classes)} classes in its meta '
-            f'but the model predicts num_classes={num_classes}: set '
-            f'model.decode_head.num_classes={len(classes)} or use a '
-            f'checkpoint trained for {num_classes} classes')
+    if num_classes is None or classes is None or len(classes) == num_classes:
+        return True
+    message = (
+        f'checkpoint {filename} names {len(classes)} classes in its meta '
+        f'but the model predicts num_classes={num_classes}: set '
+        f'model.decode_head.num_classes={len(classes)} or use a '
+        f'checkpoint trained for {num_classes} classes')
+    if strict:
+        raise CheckpointMismatchError(message)
+    print_log(message + '; keeping the model\'s own class names',
+              logger='current', level=30)
+    return False
 
 
 def load_checkpoint_checked(
@@ -237,7 +245,8 @@ def load_checkpoint_checked(
     Reads the file on CPU with ``weights_only=True``, maps an mmseg 0.x meta
     (``CLASSES``/``PALETTE``) to ``dataset_meta``, compares keys and shapes
     and, if they all fit, loads the weights and sets
-    ``model.dataset_meta``. A model wrapper (DDP) is unwrapped.
+    ``model.dataset_meta``. A model wrapper (DDP) or test-time-augmentation
+    model is unwrapped.
 
     Args:
         model (nn.Module): Segmentor (or any module) to load into.
@@ -263,12 +272,13 @@ def load_checkpoint_checked(
         if strict:
             raise CheckpointMismatchError(mismatch_message(report))
         print_log(mismatch_message(report), logger='current', level=30)
-    _check_class_names(model, report.dataset_meta, filename)
+    names_fit = _class_names_fit(model, report.dataset_meta, filename,
+                                 strict)
     skip = {key for key, _, _ in report.mismatched}
     model.load_state_dict(
         OrderedDict((k, v) for k, v in state_dict.items() if k not in skip),
         strict=False)
-    if report.dataset_meta is not None:
+    if report.dataset_meta is not None and names_fit:
         model.dataset_meta = report.dataset_meta
     return report
 
@@ -315,8 +325,8 @@ class CheckpointCheckHook(Hook):
                 raise CheckpointMismatchError(mismatch_message(report))
             print_log(mismatch_message(report), logger='current', level=30)
         dataset_meta = dataset_meta_from_checkpoint(checkpoint)
-        _check_class_names(model, dataset_meta, filename)
-        if dataset_meta is not None:
+        if dataset_meta is not None and _class_names_fit(
+                model, dataset_meta, filename, self.strict):
             checkpoint.setdefault('meta', {})['dataset_meta'] = dataset_meta
             model.dataset_meta = dataset_meta
 
