@@ -6,8 +6,16 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
 
 from mmpsp.registry import DATASETS, MODELS
+from mmpsp.utils.pretrained import (
+    PretrainedWeightsError,
+    check_pretrained,
+    find_pretrained,
+    resolve_checkpoint,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 ALL_CONFIGS = sorted(CONFIG_DIR.rglob('*.py'))
@@ -145,8 +153,6 @@ def test_camvid_model_forward_loss_ignores_void():
     model = _build(cfg, meta=False)
     head = model.decode_head
     assert head.ignore_index == 255 == model.auxiliary_head.ignore_index
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
     torch.manual_seed(0)
     inputs = torch.rand(2, 3, 41, 57) * 255
     samples = []
@@ -229,3 +235,31 @@ def test_paper_recipe(name, crop, iters, wd):
         assert aug <= set(types)
         assert pipeline[types.index('RandomRotate')].degree == 10.0
     assert DATASETS.get(ds.type) is not None
+
+
+def test_pretrained_resolution_and_offline_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
+    cfg = Config.fromfile(str(CONFIG_DIR / 'pspnet_r50-d8_ade20k.py'))
+    found = find_pretrained(cfg.model)
+    assert found == [('model.backbone.init_cfg', 'open-mmlab://resnet50_v1c')]
+    url, local = resolve_checkpoint(found[0][1])
+    assert url.startswith('https://') and url.endswith('.pth')
+    assert local == str(tmp_path / 'checkpoints' / Path(url).name)
+
+    with pytest.raises(PretrainedWeightsError) as err:
+        check_pretrained(cfg, offline=True)
+    message = str(err.value)
+    for part in (url, local, '--cfg-options model.backbone.init_cfg=None',
+                 'model.backbone.init_cfg.checkpoint=/path/to'):
+        assert part in message
+    # A cached file is what mmengine would load: no error, no network.
+    Path(local).parent.mkdir(parents=True)
+    Path(local).write_bytes(b'')
+    check_pretrained(cfg, offline=True)
+
+    # From scratch (CamVid) needs nothing.
+    check_pretrained(Config.fromfile(
+        str(CONFIG_DIR / 'pspnet_r18-d8_camvid-360x480.py')), offline=True)
+    cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'missing.pth')
+    with pytest.raises(PretrainedWeightsError, match='missing.pth'):
+        check_pretrained(cfg, offline=False)
