@@ -11,6 +11,7 @@ is printed.
 import logging
 import os
 import sys
+import traceback
 from types import TracebackType
 from typing import Optional, Type
 
@@ -43,17 +44,21 @@ def install_fail_fast(force: bool = False) -> bool:
         return True
     if _world_size() <= 1 and not force:
         return False
-    previous = sys.excepthook
 
     def exit_now(exc_type: Type[BaseException], exc: BaseException,
                  tb: Optional[TracebackType]) -> None:
-        previous(exc_type, exc, tb)
+        # The real stderr: torch.distributed's own excepthook (which wraps
+        # this one once the process group starts) captures sys.stderr into
+        # a buffer it would only print after this hook returns.
+        stream = sys.__stderr__
         rank = os.environ.get('RANK', '?')
-        print(f'rank {rank} failed with {exc_type.__name__}: {exc}; '
-              'exiting so the launcher stops the other ranks',
-              file=sys.stderr)
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+        lines = ''.join(traceback.format_exception(exc_type, exc, tb))
+        lines += (f'rank {rank} failed with {exc_type.__name__}: {exc}; '
+                  'exiting so the launcher stops the other ranks\n')
+        stream.write(''.join(f'[rank{rank}]: {line}\n'
+                             for line in lines.splitlines()))
+        stream.flush()
+        sys.stdout.flush()
         logging.shutdown()
         os._exit(1)
 
