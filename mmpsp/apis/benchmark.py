@@ -1,0 +1,266 @@
+"""Side-by-side speed and memory of mmpsp's PSPNet and mmseg's own.
+
+Both models are built with the same weights (mmseg's state dict copied into
+mmpsp's) and measured in the same process on the same device, one setting
+at a time: a training step through ``model.train_step`` (data preprocessor,
+forward, losses, backward, optimizer step; inputs already on the device, so
+no data loading) and batch-1 inference through ``model.predict``.
+"""
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from mmpsp.utils.mmseg_reference import build_pspnet_pair
+
+# Settings both models run under. ``compile`` wraps the backbone and the
+# heads in torch.compile and, for mmpsp's heads, the full-resolution loss too.
+SETTINGS = {
+    'fp32': dict(dtype=None, channels_last=False, compile=False),
+    'bf16': dict(dtype=torch.bfloat16, channels_last=False, compile=False),
+    'bf16+cl': dict(dtype=torch.bfloat16, channels_last=True, compile=False),
+    'bf16+cl+compile': dict(dtype=torch.bfloat16, channels_last=True,
+                            compile=True),
+}
+
+
+@dataclass
+class Measurement:
+    """One model under one setting."""
+    model: str
+    setting: str
+    train_img_s: float
+    infer_fps: float
+    peak_mem_gib: Optional[float]
+    extra: Dict[str, str] = field(default_factory=dict)
+
+
+def make_batch(batch_size: int, size: int, num_classes: int,
+               device: torch.device, seed: int = 0) -> dict:
+    """Random uint8 images and labels (5 % ignored) as a data loader gives.
+
+    Args:
+        batch_size (int): Images in the batch.
+        size (int): Square crop size.
+        num_classes (int): Labels are drawn from ``[0, num_classes)``.
+        device (torch.device): Where the tensors live.
+        seed (int): Generator seed. Defaults to 0.
+
+    Returns:
+        dict: ``inputs`` (list of (3, size, size) uint8 tensors) and
+        ``data_samples`` (list of SegDataSample with ``gt_sem_seg``).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(batch_size):
+        image = torch.randint(0, 256, (3, size, size), generator=gen,
+                              dtype=torch.uint8)
+        label = torch.randint(0, num_classes, (1, size, size), generator=gen)
+        label[torch.rand(label.shape, generator=gen) < 0.05] = 255
+        sample = SegDataSample(metainfo=dict(
+            img_shape=(size, size), ori_shape=(size, size),
+            pad_shape=(size, size)))
+        sample.gt_sem_seg = PixelData(data=label.to(device))
+        inputs.append(image.to(device))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], steps: int, warmup: int,
+           device: torch.device) -> float:
+    """Mean seconds per call after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def prepare(model: torch.nn.Module, device: torch.device, channels_last: bool,
+            compile: bool) -> torch.nn.Module:
+    """Move a segmentor to ``device`` and apply the setting's levers."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        for part in ('backbone', 'decode_head', 'auxiliary_head'):
+            module = getattr(model, part, None)
+            if module is not None:
+                module.forward = torch.compile(module.forward)
+                if hasattr(module, 'compile_loss'):
+                    module.compile_loss = True
+    return model
+
+
+def measure(name: str, model: torch.nn.Module, setting: str,
+            batch_size: int, size: int, num_classes: int,
+            device: torch.device, steps: int, warmup: int,
+            infer_steps: int) -> Measurement:
+    """Training img/s, peak memory and batch-1 inference fps of one model.
+
+    Args:
+        name (str): Row label, e.g. 'mmseg' or 'mmpsp'.
+        model (nn.Module): A segmentor with a data preprocessor.
+        setting (str): A key of :data:`SETTINGS`.
+        batch_size (int): Training batch size.
+        size (int): Square crop size.
+        num_classes (int): Classes of the model's heads.
+        device (torch.device): The device to run on.
+        steps (int): Timed training steps.
+        warmup (int): Untimed steps first.
+        infer_steps (int): Timed inference calls (batch 1).
+
+    Returns:
+        Measurement: The figures.
+    """
+    opts = SETTINGS[setting]
+    # mmseg's base model config leaves the padding size to the dataset
+    # config; the benchmark's crops are already square.
+    model.data_preprocessor.size = (size, size)
+    model = prepare(model, device, opts['channels_last'], opts['compile'])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                                weight_decay=5e-4)
+    if opts['dtype'] is None:
+        wrapper = OptimWrapper(optimizer)
+    else:
+        wrapper = AmpOptimWrapper(optimizer=optimizer, dtype=opts['dtype'])
+    batch = make_batch(batch_size, size, num_classes, device)
+    model.train()
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    step_s = _timed(lambda: model.train_step(batch, wrapper), steps, warmup,
+                    device)
+    peak = (torch.cuda.max_memory_allocated(device) / 2**30
+            if device.type == 'cuda' else None)
+
+    model.eval()
+    one = make_batch(1, size, num_classes, device, seed=1)
+    autocast = torch.autocast(device.type, dtype=opts['dtype'],
+                              enabled=opts['dtype'] is not None)
+
+    def infer():
+        with torch.no_grad(), autocast:
+            return model.test_step(one)
+
+    infer_s = _timed(infer, infer_steps, max(1, warmup // 2), device)
+    del optimizer, wrapper
+    return Measurement(name, setting, batch_size / step_s, 1.0 / infer_s,
+                       peak)
+
+
+def format_table(rows: List[Measurement]) -> str:
+    """Markdown table: one line per setting, mmseg and mmpsp side by side."""
+    by_setting: Dict[str, Dict[str, Measurement]] = {}
+    for row in rows:
+        by_setting.setdefault(row.setting, {})[row.model] = row
+
+    def mem(m: Optional[Measurement]) -> str:
+        if m is None or m.peak_mem_gib is None:
+            return 'n/a'
+        return f'{m.peak_mem_gib:.1f}'
+
+    lines = [
+        '| setting | mmseg train img/s | mmpsp train img/s | ratio | '
+        'mmseg mem GiB | mmpsp mem GiB | mmseg infer fps | mmpsp infer fps '
+        '| ratio |', '|' + '---|' * 9
+    ]
+    for setting, pair in by_setting.items():
+        ref, ours = pair.get('mmseg'), pair.get('mmpsp')
+
+        def ratio(attr: str) -> str:
+            if ref is None or ours is None:
+                return 'n/a'
+            return f'{getattr(ours, attr) / getattr(ref, attr):.2f}x'
+
+        def fig(m: Optional[Measurement], attr: str) -> str:
+            return 'n/a' if m is None else f'{getattr(m, attr):.2f}'
+
+        lines.append(
+            f'| {setting} | {fig(ref, "train_img_s")} | '
+            f'{fig(ours, "train_img_s")} | {ratio("train_img_s")} | '
+            f'{mem(ref)} | {mem(ours)} | {fig(ref, "infer_fps")} | '
+            f'{fig(ours, "infer_fps")} | {ratio("infer_fps")} |')
+    return '\n'.join(lines)
+
+
+def run_benchmark(settings: List[str],
+                  device: torch.device,
+                  depth: int = 50,
+                  num_classes: int = 150,
+                  size: int = 512,
+                  batch_size: int = 16,
+                  steps: int = 20,
+                  warmup: int = 3,
+                  infer_steps: int = 20,
+                  models: tuple = ('mmseg', 'mmpsp'),
+                  log: Callable[[str], None] = print) -> List[Measurement]:
+    """Measure both PSPNets under each setting, in this process.
+
+    Each setting gets freshly built models holding the same weights
+    (mmseg's initialization copied into mmpsp's), so no setting inherits
+    another's compiled or converted state.
+
+    Args:
+        settings (list[str]): Keys of :data:`SETTINGS`.
+        device (torch.device): Device to run on.
+        depth (int): ResNetV1c depth (18, 50, 101). Defaults to 50.
+        num_classes (int): Classes. Defaults to 150 (ADE20K).
+        size (int): Square crop size. Defaults to 512.
+        batch_size (int): Training batch size. Defaults to 16.
+        steps (int): Timed training steps. Defaults to 20.
+        warmup (int): Untimed steps before timing. Defaults to 3.
+        infer_steps (int): Timed batch-1 inference calls. Defaults to 20.
+        models (tuple[str]): Which of 'mmseg', 'mmpsp' to run.
+        log (callable): Progress printer. Defaults to ``print``.
+
+    Returns:
+        list[Measurement]: One per model and setting.
+    """
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise ValueError(f'unknown setting(s) {unknown}; choose from '
+                         f'{list(SETTINGS)}')
+    if any(SETTINGS[s]['dtype'] is torch.bfloat16 for s in settings) and (
+            device.type == 'cuda' and not torch.cuda.is_bf16_supported()):
+        raise ValueError(f'{torch.cuda.get_device_name(device)} has no bf16; '
+                         'run with --settings fp32')
+    rows = []
+    for setting in settings:
+        pair = dict(zip(('mmseg', 'mmpsp'),
+                        build_pspnet_pair(depth, num_classes, 8)))
+        for name in models:
+            log(f'[{setting}] {name} ...')
+            row = measure(name, pair.pop(name), setting, batch_size, size,
+                          num_classes, device, steps, warmup, infer_steps)
+            log(f'[{setting}] {name}: {row.train_img_s:.2f} img/s train, '
+                f'{row.infer_fps:.2f} fps inference')
+            rows.append(row)
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+    return rows
+
+
+def speedup_summary(rows: List[Measurement]) -> str:
+    """mmpsp's best training throughput over mmseg's best, one line."""
+    best = {}
+    for row in rows:
+        if row.model not in best or row.train_img_s > best[row.model][0]:
+            best[row.model] = (row.train_img_s, row.setting)
+    if len(best) < 2:
+        return ''
+    (ours, ours_s), (ref, ref_s) = best['mmpsp'], best['mmseg']
+    return (f'best training throughput: mmpsp {ours:.2f} img/s ({ours_s}) '
+            f'vs mmseg {ref:.2f} img/s ({ref_s}) = {ours / ref:.2f}x')

@@ -1,0 +1,72 @@
+"""Benchmark mmpsp's PSPNet against mmseg's own, side by side in one run.
+
+Examples:
+    # the README's GPU table (H100: ~2 minutes)
+    python tools/benchmark.py --device cuda
+    # a CPU smoke run at small size
+    python tools/benchmark.py --device cpu --depth 18 --size 64 \\
+        --batch-size 2 --steps 2 --warmup 1 --settings fp32
+"""
+import argparse
+import json
+
+import torch
+
+import mmpsp  # noqa: F401  (makes mmseg importable on mmcv-lite)
+from mmpsp.apis.benchmark import (SETTINGS, format_table, run_benchmark,
+                                  speedup_summary)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cuda' if
+                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--depth', type=int, default=50,
+                        choices=[18, 50, 101])
+    parser.add_argument('--num-classes', type=int, default=150)
+    parser.add_argument('--size', type=int, default=512)
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--steps', type=int, default=20)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--infer-steps', type=int, default=20)
+    parser.add_argument(
+        '--settings', nargs='+', default=None, choices=list(SETTINGS),
+        help='default: all on CUDA, fp32 on CPU')
+    parser.add_argument('--models', nargs='+', default=['mmseg', 'mmpsp'],
+                        choices=['mmseg', 'mmpsp'])
+    parser.add_argument('--json', help='also write the rows to this file')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise SystemExit('--device cuda: no CUDA device is visible; '
+                             'use --device cpu')
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = 'CPU'
+    settings = args.settings or (list(SETTINGS)
+                                 if device.type == 'cuda' else ['fp32'])
+    print(f'device: {name}, torch {torch.__version__}; PSPNet R{args.depth}-D8'
+          f', {args.num_classes} classes, {args.size}x{args.size}, train '
+          f'batch {args.batch_size}, inference batch 1')
+    rows = run_benchmark(settings, device, args.depth, args.num_classes,
+                         args.size, args.batch_size, args.steps, args.warmup,
+                         args.infer_steps, tuple(args.models))
+    print(format_table(rows))
+    summary = speedup_summary(rows)
+    if summary:
+        print(summary)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump([row.__dict__ for row in rows], f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
