@@ -13,8 +13,12 @@ import json
 import torch
 
 import mmpsp  # noqa: F401  (makes mmseg importable on mmcv-lite)
-from mmpsp.apis.benchmark import (SETTINGS, format_table, run_benchmark,
-                                  speedup_summary)
+from mmpsp.apis.benchmark import (
+    SETTINGS,
+    format_table,
+    run_benchmark,
+    speedup_summary,
+)
 
 
 def parse_args() -> argparse.Namespace:

@@ -156,7 +156,6 @@ def measure(name: str, model: torch.nn.Module, setting: str,
             return model.test_step(one)
 
     infer_s = _timed(infer, infer_steps, max(1, warmup // 2), device)
-    del optimizer, wrapper
     return Measurement(name, setting, batch_size / step_s, 1.0 / infer_s,
                        peak)
 
