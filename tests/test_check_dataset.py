@@ -321,3 +321,17 @@ def test_camvid_passes(camvid_root: Path, repo_root: Path, capsys):
     report = check_dataset(cfg, max_samples=8)
     assert [i.kind for i in report.errors] == ['reduce-zero-label']
     assert 'set ignore_index=11' in report.errors[0].message
+
+
+def test_reduce_zero_label_on_zero_based_labels_warns(tmp_path, capsys):
+    root = write_dataset(tmp_path / 'data')  # values 0..4, 5 classes
+    ds = dataset_cfg(root, reduce_zero_label=True)
+    cfg = write_config(root, tmp_path / 'c.py', dataset=ds)
+    status, out, _ = run_tool(capsys, cfg)
+    assert status == 0, out  # a warning: value 5 may just be rare
+    assert '1 warning(s)' in out
+    assert 'no label holds 5' in out
+    assert 'train_dataloader.dataset.reduce_zero_label=False' in out
+    # A sample cannot show that a value never occurs: no warning then.
+    status, out, _ = run_tool(capsys, cfg, '--max-samples', '2')
+    assert status == 0 and '0 warning(s)' in out

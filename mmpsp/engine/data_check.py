@@ -241,7 +241,6 @@ class _DatasetChecker:
             getattr(dataset, 'reduce_zero_label', False))
         self.label_map = getattr(dataset, 'label_map', None)
         self.raw_values: Set[int] = set()
-        self.where: Dict[int, str] = {}
 
     def _key(self, name: str) -> str:
         return f'{self.split}_dataloader.dataset.{name}'
@@ -319,10 +318,7 @@ class _DatasetChecker:
                                      self.meta.get('palette'))
             if problem:
                 self.issues.add('palette', problem, seg_path)
-        for v in values.tolist():
-            if v not in self.raw_values:
-                self.raw_values.add(v)
-                self.where[v] = seg_path
+        self.raw_values.update(values.tolist())
         self._check_values(values, seg_path)
 
     def _check_mode(self, img: Image.Image, label: np.ndarray,
@@ -391,20 +387,30 @@ class _DatasetChecker:
             'the loss. Fix the labels, raise num_classes if these are '
             f'classes, or set ignore_index to the void value', path)
 
-    def check_reduce_zero_label_unused(self) -> None:
-        """``reduce_zero_label=True`` on labels that never use 0 or N."""
-        if not self.reduce_zero_label or not self.raw_values:
+    def check_reduce_zero_label_unused(self, complete: bool) -> None:
+        """Warn if ``reduce_zero_label=True`` leaves the last class empty.
+
+        With ``reduce_zero_label=True`` raw value N is the last class. If
+        no label in the whole dataset holds N, the labels are probably
+        0-based: class 0 then trains as ignore and every other class one
+        index too low.
+
+        Args:
+            complete (bool): Whether every sample was checked; a sample
+                cannot show that a value is absent.
+        """
+        n = self.num_classes
+        if (not self.reduce_zero_label or not complete
+                or not self.raw_values or n in self.raw_values):
             return
-        real = self.raw_values - {self.ignore_index, 255}
-        if real and 0 not in self.raw_values and max(real) < self.num_classes:
-            self.issues.add(
-                'reduce-zero-label-unused',
-                f'reduce_zero_label=True but the checked labels never '
-                f'hold 0 and stay below num_classes={self.num_classes}: if '
-                'they are 0-based, class 0 is trained as ignore and every '
-                'other class one index too low; set '
-                f"{self._key('reduce_zero_label')}=False",
-                self.where[min(real)], severity='warning')
+        real = sorted(self.raw_values - {255, self.ignore_index})
+        self.issues.add(
+            'reduce-zero-label-unused',
+            f'reduce_zero_label=True but no label holds {n} (the last '
+            f'class if classes are 1..{n}); values '
+            f'seen: {real}. If the labels are 0-based, set '
+            f"{self._key('reduce_zero_label')}=False",
+            severity='warning')
 
 
 def _split_dataset_cfg(cfg: Config, split: str) -> ConfigDict:
@@ -531,14 +537,16 @@ def check_dataset(cfg: Config,
                                   logger)
         checker.check_files_exist(data_list)
         checker.check_orphan_labels(data_list)
-        report.num_samples += len(data_list)
+        checked = 0
         for idx in _sample_indices(len(data_list), max_samples):
             if (time_budget is not None
                     and time.monotonic() - start > time_budget):
                 break
             checker.check_sample(data_list[idx])
-            report.num_checked += 1
-        checker.check_reduce_zero_label_unused()
+            checked += 1
+        checker.check_reduce_zero_label_unused(checked == len(data_list))
+        report.num_samples += len(data_list)
+        report.num_checked += checked
         issues.extend(checker.issues.sorted())
     report.issues = ([i for i in issues if i.severity == 'error'] +
                      [i for i in issues if i.severity != 'error'])

@@ -251,7 +251,8 @@ def check_data(cfg: Config, logger: Optional[MMLogger] = None) -> None:
             cfg, split, max_samples=opts['max_samples'],
             on_corrupt=opts['on_corrupt'], time_budget=opts['time_budget'],
             logger=logger)
-        print_log(f'data check: {report.format()}', logger=logger)
+        print_log(f'data check: {report.format()}',
+                  logger=logger or 'current')
         if report.errors:
             raise DataCheckError(
                 f'data check failed, fix before training (full list: '
