@@ -1,0 +1,173 @@
+"""Segment image files with a trained model: colour masks and overlays.
+
+Built on mmseg's ``init_model`` and ``inference_model`` (the test pipeline of
+the config, ``EncoderDecoder.test_step``); the weights are loaded with
+:func:`~mmpsp.apis.checkpoint.load_checkpoint_checked`, which refuses a
+checkpoint that does not fit the config instead of running a half-random
+model.
+"""
+import os
+import os.path as osp
+from typing import Dict, List, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmseg.apis import inference_model, init_model
+from torch import nn
+
+from mmpsp.registry import DATASETS
+
+from .checkpoint import load_checkpoint_checked
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def list_images(inputs: Sequence[str]) -> List[str]:
+    """Expand image files and folders into a sorted list of image files.
+
+    Args:
+        inputs (Sequence[str]): Image paths and/or folders (not searched
+            recursively).
+
+    Returns:
+        list[str]: Image paths; a folder contributes its files whose suffix
+        is in :data:`IMAGE_SUFFIXES`, sorted by name.
+    """
+    images = []
+    for path in inputs:
+        if osp.isdir(path):
+            found = sorted(
+                osp.join(path, name) for name in os.listdir(path)
+                if name.lower().endswith(IMAGE_SUFFIXES))
+            if not found:
+                raise FileNotFoundError(
+                    f'folder {path} holds no image (suffixes '
+                    f'{", ".join(IMAGE_SUFFIXES)}); pass image files or a '
+                    'folder that has some')
+            images.extend(found)
+        elif osp.isfile(path):
+            images.append(path)
+        else:
+            raise FileNotFoundError(
+                f'{path} is neither an image file nor a folder; check the '
+                'path')
+    return images
+
+
+def init_segmentor(config: Union[str, Config],
+                   checkpoint: str,
+                   device: str = 'cpu') -> nn.Module:
+    """Build a segmentor from a config and load a checkpoint into it.
+
+    Args:
+        config (str | Config): Config file or object.
+        checkpoint (str): Checkpoint path; every weight must fit the model.
+        device (str): ``'cpu'`` or ``'cuda'`` (``'cuda:N'``). Defaults to
+            ``'cpu'``.
+
+    Returns:
+        nn.Module: The model in eval mode with ``dataset_meta`` (classes and
+        palette) from the checkpoint, else from the config's test dataset.
+    """
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise RuntimeError(f'device={device!r} but this torch build sees no '
+                           'CUDA device; use --device cpu')
+    model = init_model(config, checkpoint=None, device='cpu')
+    report = load_checkpoint_checked(model, checkpoint)
+    if report.dataset_meta is None:
+        dataset = model.cfg.test_dataloader.dataset
+        model.dataset_meta = dict(DATASETS.get(dataset.type).METAINFO)
+    return model.to(device).eval()
+
+
+def predict(model: nn.Module, image: str) -> np.ndarray:
+    """Predict the label map of one image file.
+
+    Args:
+        model (nn.Module): From :func:`init_segmentor`.
+        image (str): Image path.
+
+    Returns:
+        np.ndarray: Class indices, ``(H, W)`` int64, at the image's size.
+    """
+    result = inference_model(model, image)
+    return result.pred_sem_seg.data.squeeze(0).cpu().numpy()
+
+
+def colour_mask(label: np.ndarray,
+                palette: Sequence[Sequence[int]]) -> np.ndarray:
+    """Paint a label map with the palette.
+
+    Args:
+        label (np.ndarray): Class indices, ``(H, W)`` in
+            ``[0, len(palette))``.
+        palette (Sequence[Sequence[int]]): RGB per class.
+
+    Returns:
+        np.ndarray: RGB image, ``(H, W, 3)`` uint8.
+    """
+    return np.asarray(palette, np.uint8)[label]
+
+
+def blend(image: np.ndarray, colour: np.ndarray,
+          opacity: float = 0.5) -> np.ndarray:
+    """Lay a colour mask over an image.
+
+    Args:
+        image (np.ndarray): ``(H, W, 3)`` uint8.
+        colour (np.ndarray): ``(H, W, 3)`` uint8, same channel order.
+        opacity (float): Weight of the mask. Defaults to 0.5.
+
+    Returns:
+        np.ndarray: ``(H, W, 3)`` uint8.
+    """
+    mixed = (1 - opacity) * image.astype(np.float32) + opacity * colour
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def segment_images(inputs: Sequence[str],
+                   config: Union[str, Config],
+                   checkpoint: str,
+                   out_dir: str,
+                   device: str = 'cpu',
+                   opacity: float = 0.5) -> List[Dict[str, str]]:
+    """Segment images and write a colour mask and an overlay for each.
+
+    For an input ``NAME.EXT`` writes ``out_dir/NAME_mask.png`` (the
+    palette colour of every pixel's class) and ``out_dir/NAME_overlay.png``
+    (the mask blended over the image with weight ``opacity``).
+
+    Args:
+        inputs (Sequence[str]): Image files and/or folders.
+        config (str | Config): Config file or object.
+        checkpoint (str): Checkpoint path.
+        out_dir (str): Output folder, created if missing.
+        device (str): ``'cpu'`` or ``'cuda'``. Defaults to ``'cpu'``.
+        opacity (float): Mask weight in the overlay, in ``(0, 1]``.
+            Defaults to 0.5.
+
+    Returns:
+        list[dict[str, str]]: Per image, ``image``, ``mask`` and
+        ``overlay`` paths.
+    """
+    if not 0 < opacity <= 1:
+        raise ValueError(f'opacity={opacity}; use a value in (0, 1]')
+    images = list_images(inputs)
+    model = init_segmentor(config, checkpoint, device)
+    palette = model.dataset_meta['palette']
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for path in images:
+        mask = colour_mask(predict(model, path), palette)[..., ::-1]
+        overlay = blend(cv2.imread(path, cv2.IMREAD_COLOR), mask, opacity)
+        stem = osp.splitext(osp.basename(path))[0]
+        paths = dict(
+            image=path,
+            mask=osp.join(out_dir, f'{stem}_mask.png'),
+            overlay=osp.join(out_dir, f'{stem}_overlay.png'))
+        cv2.imwrite(paths['mask'], mask)
+        cv2.imwrite(paths['overlay'], overlay)
+        written.append(paths)
+    return written
