@@ -73,9 +73,8 @@ class _ResidualBlock(BaseModule):
         raise NotImplementedError
 
     def _residual(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self._branch(x)
-        out += identity
+        out += x if self.downsample is None else self.downsample(x)
         return out
 
     def _checkpoint_contexts(self) -> Tuple[ContextManager, ContextManager]:
