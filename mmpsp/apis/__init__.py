@@ -1,4 +1,25 @@
 """High-level entry points: training, testing and their process setup."""
+from .amp import BF16AutocastOptimWrapper, enable_amp
 from .inference import init_segmentor, segment_images
+from .iter_seed import IterationSeedHook
+from .launch import (
+    init_cpu_process_group,
+    load_config,
+    prepare_launch,
+    revert_sync_bn_in_config,
+)
+from .test import build_test_config, run_test
+from .train import (
+    NothingToResumeWarning,
+    build_train_config,
+    resolve_resume,
+    run_train,
+)
 
-__all__ = ['init_segmentor', 'segment_images']
+__all__ = [
+    'BF16AutocastOptimWrapper', 'NothingToResumeWarning', 'IterationSeedHook',
+    'build_test_config', 'build_train_config', 'enable_amp',
+    'init_segmentor', 'segment_images',
+    'init_cpu_process_group', 'load_config', 'prepare_launch',
+    'resolve_resume', 'revert_sync_bn_in_config', 'run_test', 'run_train'
+]

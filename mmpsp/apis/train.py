@@ -1,0 +1,118 @@
+"""Training entry point behind ``tools/train.py``."""
+import os.path as osp
+import warnings
+from typing import Dict, Optional
+
+from mmengine.config import Config
+from mmengine.runner import Runner, find_latest_checkpoint
+from torch import nn
+
+from mmpsp.engine import preflight
+
+from .amp import enable_amp
+from .launch import load_config, prepare_launch
+
+# ``--resume`` without a path.
+RESUME_LATEST = 'auto'
+_SEED_HOOK = 'mmpsp.IterationSeedHook'
+
+
+class NothingToResumeWarning(UserWarning):
+    """``--resume`` found no checkpoint and training starts from scratch."""
+
+
+def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
+    """Point ``cfg`` at the checkpoint to resume from.
+
+    Args:
+        cfg (Config): The full config with ``work_dir`` set; changed in
+            place (``resume``, ``load_from``).
+        resume (str, optional): None to keep the config's own setting,
+            ``'auto'`` for the latest checkpoint in ``cfg.work_dir``, or a
+            checkpoint path.
+
+    Returns:
+        str or None: The checkpoint training resumes from, None when it
+        starts fresh.
+    """
+    if resume is None:
+        return cfg.get('load_from') if cfg.get('resume') else None
+    if resume != RESUME_LATEST:
+        if '://' not in resume and not osp.isfile(resume):
+            raise FileNotFoundError(
+                f'--resume {resume}: no such checkpoint file (resolved: '
+                f'{osp.abspath(resume)}); pass an existing .pth file, or '
+                f'--resume alone for the latest one in {cfg.work_dir}')
+        cfg.resume = True
+        cfg.load_from = resume
+        return resume
+    latest = find_latest_checkpoint(cfg.work_dir)
+    if latest is None:
+        warnings.warn(
+            f'--resume: no checkpoint to resume from in work_dir '
+            f'{osp.abspath(cfg.work_dir)} (no last_checkpoint file and no '
+            '*.pth); training starts from iteration 0. Pass --work-dir of '
+            'the interrupted run or --resume PATH to resume.',
+            NothingToResumeWarning,
+            stacklevel=2)
+        cfg.resume = False
+        cfg.load_from = None
+        return None
+    cfg.resume = True
+    cfg.load_from = latest
+    return latest
+
+
+def _add_iteration_seed_hook(cfg: Config) -> None:
+    hooks = cfg.get('custom_hooks') or []
+    if not any(h.get('type') in (_SEED_HOOK, 'IterationSeedHook')
+               for h in hooks if isinstance(h, dict)):
+        hooks.append(dict(type=_SEED_HOOK))
+    cfg.custom_hooks = hooks
+
+
+def build_train_config(config: str,
+                       work_dir: Optional[str] = None,
+                       cfg_options: Optional[Dict] = None,
+                       amp: bool = False,
+                       resume: Optional[str] = None,
+                       launcher: str = 'none') -> Config:
+    """Build the config ``tools/train.py`` trains with.
+
+    Args:
+        config (str): Path of the config file.
+        work_dir (str, optional): Overrides the config's ``work_dir``;
+            default ``work_dirs/<config stem>``. Defaults to None.
+        cfg_options (dict, optional): ``--cfg-options`` pairs.
+            Defaults to None.
+        amp (bool): Mixed precision (see :func:`~.amp.enable_amp`).
+            Defaults to False.
+        resume (str, optional): ``'auto'`` (latest checkpoint in the
+            work_dir), a checkpoint path, or None. Defaults to None.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or
+            ``'mpi'``. Defaults to ``'none'``.
+
+    Returns:
+        Config: The config, ready for :func:`run_train`.
+    """
+    cfg = load_config(config, cfg_options, work_dir, launcher)
+    if amp:
+        enable_amp(cfg)
+    resolve_resume(cfg, resume)
+    _add_iteration_seed_hook(cfg)
+    return cfg
+
+
+def run_train(cfg: Config) -> nn.Module:
+    """Check the config, set up this process and train.
+
+    Args:
+        cfg (Config): From :func:`build_train_config`, or any mmengine
+            training config.
+
+    Returns:
+        nn.Module: The trained model.
+    """
+    preflight(cfg)
+    prepare_launch(cfg)
+    return Runner.from_cfg(cfg).train()

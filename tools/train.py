@@ -1,0 +1,56 @@
+"""Train a segmentor: ``python tools/train.py CONFIG [options]``."""
+import argparse
+
+from mmengine.config import DictAction
+
+import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
+from mmpsp.apis import build_train_config, run_train
+from mmpsp.apis.launch import add_launch_args, set_local_rank
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--work-dir',
+        help='directory for logs and checkpoints '
+        '(default: work_dirs/<config name>)')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision: float16 with dynamic loss scale on CUDA, '
+        'bfloat16 autocast on CPU')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        metavar='CHECKPOINT',
+        help='resume from CHECKPOINT, or alone: from the latest checkpoint '
+        'in the work dir')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs, e.g. '
+        'train_cfg.max_iters=1000 "model.data_preprocessor.size=(64,64)"')
+    add_launch_args(parser)
+    args = parser.parse_args()
+    set_local_rank(args.local_rank)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = build_train_config(
+        args.config,
+        work_dir=args.work_dir,
+        cfg_options=args.cfg_options,
+        amp=args.amp,
+        resume=args.resume,
+        launcher=args.launcher)
+    run_train(cfg)
+
+
+if __name__ == '__main__':
+    main()
