@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(root: Path, work_dir: Path, max_iters: int = 6,
-                interval: int = 2, **train_loader) -> Config:
+                interval: int = 2, max_keep_ckpts: int = 2,
+                **train_loader) -> Config:
     """A complete training config for the dataset at ``root``."""
     norm_cfg = dict(type='BN', requires_grad=True)
 
@@ -91,7 +92,8 @@ def tiny_config(root: Path, work_dir: Path, max_iters: int = 6,
             logger=dict(type='LoggerHook', interval=1),
             param_scheduler=dict(type='ParamSchedulerHook'),
             checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                            interval=interval, max_keep_ckpts=2)),
+                            interval=interval,
+                            max_keep_ckpts=max_keep_ckpts)),
     ))
 
 
@@ -238,11 +240,13 @@ def test_crash_while_saving_then_resume_matches_uninterrupted(
     run_train(tiny_config(data, ref))
     final = load_state(ref / 'iter_6.pth')
 
-    # Same run, killed while the iteration-4 checkpoint is being written
-    # (atomic_write fsyncs: iter_2 file, dir, last_checkpoint, dir, iter_4).
+    # Same run keeping one checkpoint, killed while the iteration-4 one is
+    # being written (atomic_write fsyncs: iter_2 file, dir, last_checkpoint,
+    # dir, iter_4). mmengine's CheckpointHook would already have deleted
+    # iter_2 at this point.
     work = tmp_path / 'crashed'
     cfg_file = tmp_path / 'tiny.py'
-    tiny_config(data, work).dump(str(cfg_file))
+    tiny_config(data, work, max_keep_ckpts=1).dump(str(cfg_file))
     proc = subprocess.run(
         [sys.executable, '-c', CRASH_SCRIPT, str(cfg_file)],
         cwd=REPO, env=dict(os.environ, CRASH_AT='5'), capture_output=True,
@@ -255,16 +259,15 @@ def test_crash_while_saving_then_resume_matches_uninterrupted(
     assert latest == str(work / 'iter_2.pth')
     load_state(latest)  # loads
 
-    cfg = tiny_config(data, work)
+    cfg = tiny_config(data, work, max_keep_ckpts=1)
     cfg.resume = True
     run_train(cfg)
     resumed = load_state(work / 'iter_6.pth')
     assert resumed.keys() == final.keys()
     for key, value in final.items():
         torch.testing.assert_close(resumed[key], value, msg=key)
-    # max_keep_ckpts=2: only the two newest remain after the resume.
-    assert sorted(p.name for p in work.glob('*.pth')) == [
-        'iter_4.pth', 'iter_6.pth']
+    assert [p.name for p in work.glob('*.pth')] == ['iter_6.pth']
+    assert not list(work.glob('.*.tmp'))  # the torn file is cleaned up
 
 
 def test_failing_rank_ends_the_job(data, tmp_path):

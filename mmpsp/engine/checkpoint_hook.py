@@ -11,10 +11,11 @@ same folder, fsyncs it and renames it over the target (``os.replace`` is
 atomic on POSIX and Windows), updates ``last_checkpoint`` the same way, and
 only then removes checkpoints beyond ``max_keep_ckpts``.
 """
+import glob
 import os
 import os.path as osp
 import tempfile
-from typing import Optional, Union
+from typing import Union
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
@@ -110,17 +111,38 @@ class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` whose files survive a crash at any moment.
 
     Takes exactly :class:`mmengine.hooks.CheckpointHook`'s arguments. For a
-    local ``out_dir`` (no ``backend_args``), the checkpoint and the
-    ``last_checkpoint`` pointer are written atomically and checkpoints
-    beyond ``max_keep_ckpts`` are removed only after the new one is on
-    disk, so a killed run always leaves a loadable latest checkpoint.
-    Remote backends (``backend_args`` set) keep mmengine's behaviour.
+    local ``out_dir`` (no ``backend_args``), every checkpoint (regular
+    and best) and the ``last_checkpoint`` pointer are written
+    atomically, and checkpoints beyond ``max_keep_ckpts`` are removed only
+    after the new one is on disk, so a killed run always leaves a loadable
+    latest checkpoint. Remote backends keep mmengine's behaviour, except
+    for the removal order.
     """
 
-    def _write_backend_args(self) -> Optional[dict]:
-        if self.backend_args is None and self.file_client_args is None:
-            return dict(backend=ATOMIC_BACKEND)
-        return self.backend_args
+    def before_train(self, runner) -> None:
+        """Resolve ``out_dir`` as mmengine does, then write atomically there.
+
+        Args:
+            runner (Runner): The runner.
+        """
+        super().before_train(runner)
+        if (self.backend_args is None and self.file_client_args is None
+                and type(self.file_backend) is LocalBackend):
+            # From here on every write of this hook (regular, best and
+            # published checkpoints) goes through the atomic backend.
+            self.backend_args = dict(backend=ATOMIC_BACKEND)
+            self.file_backend = AtomicLocalBackend()
+            if is_main_process():
+                self._remove_torn_files(runner)
+
+    def _remove_torn_files(self, runner) -> None:
+        # Temporary files of a run killed mid-write; never loadable, and
+        # each is as large as a checkpoint.
+        pattern = osp.join(glob.escape(str(self.out_dir)), '.*.tmp')
+        for path in sorted(glob.glob(pattern)):
+            os.remove(path)
+            runner.logger.warning(
+                f'removed {path}: a checkpoint write that did not finish')
 
     def _save_checkpoint_with_step(self, runner, step: int,
                                    meta: dict) -> None:
@@ -145,7 +167,7 @@ class AtomicCheckpointHook(CheckpointHook):
             save_param_scheduler=self.save_param_scheduler,
             meta=meta,
             by_epoch=self.by_epoch,
-            backend_args=self._write_backend_args(),
+            backend_args=self.backend_args,
             **self.args)
 
         if not is_main_process():
