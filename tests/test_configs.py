@@ -1,6 +1,7 @@
 """Every config under configs/ loads and builds; key settings are right."""
 from pathlib import Path
 
+import mmseg
 import pytest
 import torch
 from mmengine.config import Config
@@ -39,6 +40,23 @@ DATASET_BASES = [
     'cityscapes_769x769', 'cityscapes_paper-713x713', 'coco-stuff10k',
     'coco-stuff164k', 'pascal_context', 'pascal_context_59', 'pascal_voc12',
     'pascal_voc12_aug', 'pascal_voc12_aug_paper-473x473'
+]
+
+
+MMSEG_PSPNET = Path(mmseg.__file__).parent / '.mim' / 'configs' / 'pspnet'
+# Our config -> mmseg's config of the same recipe.
+MMSEG_TWINS = {
+    p.name: MMSEG_PSPNET / p.name
+    for p in TOP_LEVEL if (MMSEG_PSPNET / p.name).is_file()
+}
+MMSEG_TWINS['pspnet_r50-d8_ade20k.py'] = (
+    MMSEG_PSPNET / 'pspnet_r50-d8_4xb4-80k_ade20k-512x512.py')
+RUNTIME_KEYS = [
+    'model', 'train_dataloader', 'val_dataloader', 'test_dataloader',
+    'val_evaluator', 'test_evaluator', 'optim_wrapper', 'param_scheduler',
+    'train_cfg', 'val_cfg', 'test_cfg', 'default_hooks', 'env_cfg',
+    'visualizer', 'log_processor', 'log_level', 'load_from', 'resume',
+    'tta_model', 'tta_pipeline'
 ]
 
 
@@ -264,3 +282,39 @@ def test_pretrained_resolution_and_offline_message(tmp_path, monkeypatch):
     cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'missing.pth')
     with pytest.raises(PretrainedWeightsError, match='missing.pth'):
         check_pretrained(cfg, offline=False)
+
+
+def _normalise(x):
+    """Drop spellings that differ from mmseg's but build the same thing."""
+    if isinstance(x, dict):
+        out = {k: _normalise(v) for k, v in x.items()
+               if not (k == 'backend_args' and v is None)}
+        if out.get('type') == 'LoadAnnotations':
+            # The dataset class decides reduce_zero_label either way.
+            out.pop('reduce_zero_label', None)
+        return out
+    if isinstance(x, (list, tuple)):
+        # mmseg's VOC-aug Pad to the crop repeats the data preprocessor's
+        # padding (same size, same 0 / 255 values).
+        return [_normalise(v) for v in x
+                if not (isinstance(v, dict) and v.get('type') == 'Pad')]
+    return x
+
+
+@pytest.mark.parametrize('name', sorted(MMSEG_TWINS))
+def test_same_recipe_as_mmseg(name):
+    ours = Config.fromfile(str(CONFIG_DIR / name)).to_dict()
+    ref = Config.fromfile(str(MMSEG_TWINS[name])).to_dict()
+    # mmseg names the ImageNet weights with the deprecated model-level
+    # ``pretrained``; we use the backbone's init_cfg.
+    init = ours['model']['backbone'].pop('init_cfg')
+    assert init == dict(type='Pretrained', checkpoint=ref['model'].pop(
+        'pretrained'))
+    for key in RUNTIME_KEYS:
+        if key == 'tta_pipeline' and key not in ref:
+            continue  # mmseg's Pascal Context bases have no TTA
+        assert _normalise(ours.get(key)) == _normalise(ref.get(key)), key
+
+
+def test_mmseg_twins_found():
+    assert len(MMSEG_TWINS) >= 20, sorted(MMSEG_TWINS)
