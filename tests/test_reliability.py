@@ -281,12 +281,13 @@ def test_failing_rank_ends_the_job(data, tmp_path):
     cfg.data_check = dict(max_samples=0)
     cfg_file = tmp_path / 'tiny.py'
     cfg.dump(str(cfg_file))
+    # A hang would show as TimeoutExpired: gloo's collective timeout is 30
+    # minutes, far beyond this limit.
     proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-         '2', '--master_port', str(29500 + os.getpid() % 1000),
-         'tools/train.py', str(cfg_file), '--launcher', 'pytorch'],
+        ['bash', 'tools/dist_train.sh', str(cfg_file), '2'],
         cwd=REPO, capture_output=True, text=True, timeout=400,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable,
+                 PORT=str(29500 + os.getpid() % 1000)))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert f'label values [8] in {bad}' in out

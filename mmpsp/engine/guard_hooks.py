@@ -4,11 +4,12 @@ Both turn a failure that shows up late or not at all into an error at the
 iteration where it happens, naming the loss term or the label file.
 """
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from torch import nn
 
 from mmpsp.registry import HOOKS
 
@@ -108,8 +109,8 @@ class LabelRangeHook(Hook):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         head = getattr(model, 'decode_head', None)
-        if isinstance(head, Sequence):
-            head = head[-1]
+        if isinstance(head, (list, tuple, nn.ModuleList)):
+            head = head[-1]  # cascade decoders predict with the last
         if self.num_classes is None:
             self.num_classes = getattr(head, 'num_classes', None)
         if self.ignore_index is None:
