@@ -344,6 +344,8 @@ class ResNetV1c(BaseModule):
         init_cfg (dict or list[dict], optional): Initialization config, e.g.
             ``dict(type='Pretrained', checkpoint='r50.pth')``. Defaults to
             None (Kaiming for convolutions, ones for norms).
+        **unsupported: Any other argument (e.g. mmseg's ``deep_stem`` or
+            ``avg_down``, fixed for V1c) raises a ``TypeError`` naming it.
 
     Example:
         >>> import torch
