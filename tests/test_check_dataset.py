@@ -244,16 +244,19 @@ def test_empty_dataset(tmp_path, capsys):
     assert 'data_prefix.img_path' in err
 
 
-@pytest.mark.parametrize('where', ['data_root', 'img_path'])
+@pytest.mark.parametrize('where', ['data_root', 'img_path', 'ann_file'])
 def test_missing_folders(where: str, tmp_path, capsys):
     root = write_dataset(tmp_path / 'data')
     ds = dataset_cfg(root)
     if where == 'data_root':
         ds['data_root'] = str(tmp_path / 'nowhere')
         expected = f'resolved: {tmp_path / "nowhere"}'
-    else:
+    elif where == 'img_path':
         ds['data_prefix']['img_path'] = 'imgs/train'
         expected = f'resolved: {root / "imgs" / "train"}'
+    else:
+        ds['ann_file'] = 'splits/train.txt'
+        expected = f'resolved: {root / "splits" / "train.txt"}'
     status, _, err = run_tool(
         capsys, write_config(root, tmp_path / 'c.py', dataset=ds))
     assert status == 1

@@ -529,6 +529,12 @@ def check_dataset(cfg: Config,
     issues: List[Issue] = []
     start = time.monotonic()
     for leaf in _leaf_datasets(dataset):
+        ann_file = getattr(leaf, 'ann_file', '')
+        if ann_file and not osp.isfile(ann_file):
+            raise DataCheckError(
+                f'{split}_dataloader.dataset.ann_file {ann_file!r} does not '
+                f'exist (resolved: {osp.abspath(ann_file)}); fix ann_file '
+                '(relative to data_root) or remove it to use every image')
         data_list = leaf.load_data_list()
         if not data_list:
             raise DataCheckError(_empty_message(leaf, split))
