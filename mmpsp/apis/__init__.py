@@ -1,4 +1,5 @@
 """High-level entry points: training, testing and their process setup."""
+from . import checkpoint  # noqa: F401  (registers CheckpointCheckHook)
 from .amp import BF16AutocastOptimWrapper, enable_amp
 from .inference import init_segmentor, segment_images
 from .iter_seed import IterationSeedHook
