@@ -4,6 +4,7 @@ import warnings
 from typing import Dict, Optional
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.runner import Runner, find_latest_checkpoint
 from torch import nn
 
@@ -60,6 +61,8 @@ def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
         return None
     cfg.resume = True
     cfg.load_from = latest
+    print_log(f'--resume: latest checkpoint in {cfg.work_dir} is {latest}',
+              logger='current')
     return latest
 
 
@@ -99,12 +102,14 @@ def build_train_config(config: str,
     if amp:
         enable_amp(cfg)
     resolve_resume(cfg, resume)
-    _add_iteration_seed_hook(cfg)
     return cfg
 
 
 def run_train(cfg: Config) -> nn.Module:
     """Check the config, set up this process and train.
+
+    Adds :class:`~.iter_seed.IterationSeedHook` to ``custom_hooks`` (unless
+    there), so a resumed run repeats the uninterrupted one exactly.
 
     Args:
         cfg (Config): From :func:`build_train_config`, or any mmengine
@@ -114,5 +119,6 @@ def run_train(cfg: Config) -> nn.Module:
         nn.Module: The trained model.
     """
     preflight(cfg)
+    _add_iteration_seed_hook(cfg)
     prepare_launch(cfg)
     return Runner.from_cfg(cfg).train()

@@ -1,0 +1,312 @@
+"""tools/train.py and tools/test.py, run as the real scripts in subprocesses,
+on the CamVid config shrunk through ``--cfg-options`` (R18 with 8 base
+channels, 48x48 crops, a few iterations, no loader workers), plus the
+library pieces behind their options (``--resume``, ``--amp``, SyncBN on
+CPU) called directly.
+
+The helpers here are shared with test_dist.py and test_resume.py.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+
+from mmpsp.apis import (
+    BF16AutocastOptimWrapper,
+    NothingToResumeWarning,
+    build_test_config,
+    build_train_config,
+    enable_amp,
+    prepare_launch,
+    resolve_resume,
+)
+from mmpsp.apis.iter_seed import iteration_seed
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'
+TOOLS = REPO / 'tools'
+IMG_H, IMG_W = 60, 80
+CROP = 48
+METRIC_LINE = re.compile(r'^aAcc: ([\d.]+) mIoU: ([\d.]+) mAcc: ([\d.]+)$',
+                         re.M)
+
+
+def write_camvid(root: Path, n_train: int = 4, n_val: int = 2) -> Path:
+    """Write a tiny dataset in CamVid's layout: horizontal bands of classes
+    (sky, building, road), a void (11) strip and random class rows."""
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 255, (12, 3))
+    for split, n in (('train', n_train), ('val', n_val)):
+        (root / 'images' / split).mkdir(parents=True, exist_ok=True)
+        (root / 'annotations' / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            label = np.full((IMG_H, IMG_W), 3, np.uint8)
+            label[:IMG_H // 3] = 0
+            label[IMG_H // 3:2 * IMG_H // 3] = 1
+            label[rng.integers(0, IMG_H, 4)] = rng.integers(0, 11)
+            label[:, :6] = 11
+            noise = rng.normal(0, 12, (IMG_H, IMG_W, 3))
+            image = np.clip(palette[label] + noise, 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / 'images' / split / f'f{i}.jpg'), image)
+            cv2.imwrite(str(root / 'annotations' / split / f'f{i}.png'),
+                        label)
+    return root
+
+
+def tiny_options(data_root: Path,
+                 max_iters: int = 2,
+                 interval: int = 2,
+                 image_scale: Sequence[int] = (IMG_W, IMG_H)) -> List[str]:
+    """``--cfg-options`` that shrink the CamVid config to seconds on CPU."""
+    scale = f'({image_scale[0]},{image_scale[1]})'
+    options = [
+        'train_dataloader.batch_size=2',
+        f'train_dataloader.dataset.pipeline.2.scale={scale}',
+        f'train_dataloader.dataset.pipeline.3.crop_size=({CROP},{CROP})',
+        f'model.data_preprocessor.size=({CROP},{CROP})',
+        'model.backbone.stem_channels=8', 'model.backbone.base_channels=8',
+        'model.decode_head.in_channels=64', 'model.decode_head.channels=8',
+        'model.auxiliary_head.in_channels=32',
+        'model.auxiliary_head.channels=8',
+        f'train_cfg.max_iters={max_iters}',
+        f'train_cfg.val_interval={max_iters}',
+        f'param_scheduler.0.end={max_iters}',
+        f'default_hooks.checkpoint.interval={interval}',
+        'default_hooks.logger.interval=1',
+        'randomness.seed=0',
+    ]
+    for split in ('train', 'val', 'test'):
+        options += [f'{split}_dataloader.dataset.data_root={data_root}',
+                    f'{split}_dataloader.num_workers=0']
+    for split in ('val', 'test'):
+        options.append(f'{split}_dataloader.dataset.pipeline.1.scale={scale}')
+    return options
+
+
+def options_dict(options: Sequence[str]) -> Dict:
+    """Parse ``key=value`` strings the way ``--cfg-options`` does."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(['--cfg-options', *options]).cfg_options
+
+
+def tiny_config_file(path: Path, data_root: Path, work_dir: Path,
+                     custom_imports: Optional[List[str]] = None,
+                     custom_hooks: Optional[List[dict]] = None,
+                     **kwargs) -> Path:
+    """Dump the shrunk CamVid config as one standalone file at ``path``."""
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.merge_from_dict(options_dict(tiny_options(data_root, **kwargs)))
+    cfg.work_dir = str(work_dir)
+    if custom_imports:
+        cfg.custom_imports = dict(imports=custom_imports,
+                                  allow_failed_imports=False)
+    if custom_hooks:
+        cfg.custom_hooks = custom_hooks
+    cfg.dump(str(path))
+    return path
+
+
+def run_tool(args: Sequence[str],
+             env: Optional[Dict[str, str]] = None,
+             expect_rc: int = 0,
+             timeout: int = 300) -> str:
+    """Run a tool from the repository root; return stdout + stderr."""
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable,
+                 **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == expect_rc, out[-4000:]
+    return out
+
+
+def metrics_of(output: str) -> List[float]:
+    """The ``aAcc mIoU mAcc`` figures tools/test.py prints (last line)."""
+    found = METRIC_LINE.findall(output)
+    assert found, output[-3000:]
+    return [float(v) for v in found[-1]]
+
+
+def load_state(path: Path) -> Dict[str, torch.Tensor]:
+    return torch.load(str(path), map_location='cpu')['state_dict']
+
+
+@pytest.fixture(scope='module')
+def camvid_tiny(tmp_path_factory) -> Path:
+    return write_camvid(tmp_path_factory.mktemp('data') / 'camvid')
+
+
+@pytest.fixture(scope='module')
+def trained(camvid_tiny, tmp_path_factory) -> Path:
+    """Checkpoint of tools/train.py after 2 iterations on the tiny data."""
+    work = tmp_path_factory.mktemp('train')
+    out = run_tool([
+        sys.executable, TOOLS / 'train.py', CONFIG, '--work-dir', work,
+        '--cfg-options', *tiny_options(camvid_tiny)
+    ])
+    assert 'Iter(train) [2/2]' in out
+    # SyncBN in the config cannot run on CPU: converted, and said so.
+    assert 'SyncBN -> BN' in out
+    checkpoint = work / 'iter_2.pth'
+    assert checkpoint.is_file()
+    assert (work / 'last_checkpoint').read_text().strip() == str(checkpoint)
+    return checkpoint
+
+
+def test_train_saves_a_loadable_checkpoint(trained):
+    checkpoint = torch.load(str(trained), map_location='cpu')
+    assert checkpoint['meta']['iter'] == 2
+    state = checkpoint['state_dict']
+    # The --cfg-options reached the model: 8 stem channels, 11 classes.
+    assert state['backbone.stem.6.weight'].shape[0] == 8
+    assert state['decode_head.conv_seg.weight'].shape[0] == 11
+    assert all(torch.isfinite(v).all() for v in state.values()
+               if v.is_floating_point())
+
+
+def test_test_prints_miou_and_saves_outputs(trained, camvid_tiny, tmp_path):
+    out_dir, show_dir = tmp_path / 'pred', tmp_path / 'show'
+    out = run_tool([
+        sys.executable, TOOLS / 'test.py', CONFIG, trained, '--work-dir',
+        tmp_path / 'work', '--out', out_dir, '--show-dir', show_dir,
+        '--cfg-options', *tiny_options(camvid_tiny),
+        'default_hooks.visualization.interval=1'
+    ])
+    a_acc, miou, m_acc = metrics_of(out)
+    assert 0 <= miou <= 100 and 0 <= a_acc <= 100 and 0 <= m_acc <= 100
+    preds = sorted(out_dir.glob('*.png'))
+    assert [p.stem for p in preds] == ['f0', 'f1']
+    pred = cv2.imread(str(preds[0]), cv2.IMREAD_UNCHANGED)
+    assert pred.shape == (IMG_H, IMG_W) and pred.max() < 11
+    assert len(list(show_dir.rglob('*.png'))) == 2
+
+
+def test_test_with_tta(trained, camvid_tiny, tmp_path):
+    out = run_tool([
+        sys.executable, TOOLS / 'test.py', CONFIG, trained, '--tta',
+        '--work-dir', tmp_path, '--cfg-options', *tiny_options(camvid_tiny)
+    ])
+    assert 0 <= metrics_of(out)[1] <= 100
+    # The run used the TTA wrapper around the model and the TTA pipeline.
+    used = Config.fromfile(str(tmp_path / CONFIG.name))
+    assert used.model.type == 'SegTTAModel'
+    assert used.model.module.type == 'EncoderDecoder'
+    assert used.test_dataloader.dataset.pipeline[1].type == 'TestTimeAug'
+
+
+def test_camvid_real_data_amp(camvid_root, tmp_path):
+    """A few bf16-autocast iterations on the real CamVid, then validation
+    on its first 10 frames."""
+    options = tiny_options(camvid_root, max_iters=3, interval=3,
+                           image_scale=(240, 180))
+    options += ['val_dataloader.dataset.indices=10',
+                'data_check.max_samples=8']
+    out = run_tool([
+        sys.executable, TOOLS / 'train.py', CONFIG, '--amp', '--work-dir',
+        tmp_path, '--cfg-options', *options
+    ])
+    assert 'bfloat16 autocast' in out
+    losses = [float(v) for v in re.findall(r'\bloss: ([\d.]+)', out)]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    miou = re.findall(r'Iter\(val\) \[10/10\].*mIoU: ([\d.]+)', out)
+    assert miou and 0 <= float(miou[-1]) <= 100
+    assert torch.load(str(tmp_path / 'iter_3.pth'),
+                      map_location='cpu')['meta']['iter'] == 3
+
+
+def test_resume_with_nothing_to_resume_warns(tmp_path):
+    work = tmp_path / 'empty_work_dir'
+    with pytest.warns(NothingToResumeWarning) as record:
+        cfg = build_train_config(str(CONFIG), work_dir=str(work),
+                                 resume='auto')
+    message = str(record[0].message)
+    assert str(work) in message and 'starts from iteration 0' in message
+    assert cfg.resume is False and cfg.load_from is None
+
+
+def test_resume_picks_latest_or_named_checkpoint(tmp_path):
+    cfg = Config(dict(work_dir=str(tmp_path)))
+    (tmp_path / 'iter_4.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    assert resolve_resume(cfg, 'auto') == str(tmp_path / 'iter_4.pth')
+    assert cfg.resume is True
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        resolve_resume(cfg, str(tmp_path / 'missing.pth'))
+
+
+def test_missing_checkpoint_or_config_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        build_test_config(str(CONFIG), str(tmp_path / 'nope.pth'))
+    with pytest.raises(FileNotFoundError, match='nope.py'):
+        build_train_config(str(tmp_path / 'nope.py'))
+
+
+def test_tta_without_tta_pipeline_is_refused(tmp_path):
+    checkpoint = tmp_path / 'x.pth'
+    checkpoint.write_bytes(b'')
+    cfg_file = tmp_path / 'no_tta.py'
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.pop('tta_pipeline')
+    cfg.dump(str(cfg_file))
+    with pytest.raises(KeyError, match='tta_pipeline'):
+        build_test_config(str(cfg_file), str(checkpoint), tta=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
+def test_amp_on_cpu_runs_forward_in_bfloat16():
+    cfg = Config(dict(optim_wrapper=dict(
+        type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))))
+    assert enable_amp(cfg) == 'mmpsp.BF16AutocastOptimWrapper'
+    model = torch.nn.Conv2d(3, 4, 3)
+    # mmpsp's configs set default_scope='mmpsp', as the Runner would here.
+    with DefaultScope.overwrite_default_scope('mmpsp'):
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert isinstance(wrapper, BF16AutocastOptimWrapper)
+    with wrapper.optim_context(model):
+        out = model(torch.randn(1, 3, 8, 8))
+    assert out.dtype == torch.bfloat16
+    wrapper.update_params(out.float().square().mean())
+    assert model.weight.dtype == torch.float32
+
+
+def test_amp_refuses_a_custom_wrapper():
+    cfg = Config(dict(optim_wrapper=dict(type='MyWrapper')))
+    with pytest.raises(ValueError, match='MyWrapper'):
+        enable_amp(cfg)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
+def test_cpu_launch_turns_sync_bn_into_bn_and_fixes_workers():
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.train_dataloader.num_workers = 0
+    assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
+    prepare_launch(cfg)
+    for part in ('backbone', 'decode_head', 'auxiliary_head'):
+        assert cfg.model[part].norm_cfg.type == 'BN'
+    assert cfg.train_dataloader.persistent_workers is False
+    # Loaders with workers keep them.
+    assert cfg.val_dataloader.persistent_workers is True
+
+
+def test_iteration_seed_differs_by_rank_and_iteration():
+    seeds = {iteration_seed(0, rank, it) for rank in range(4)
+             for it in range(100)}
+    assert len(seeds) == 400
+    assert iteration_seed(7, 1, 5) == iteration_seed(7, 1, 5)
+    assert iteration_seed(7, 1, 5) != iteration_seed(8, 1, 5)
