@@ -4,6 +4,7 @@ Exit status 0: no errors (warnings may be printed); 1: errors, each with
 the files concerned and the fix.
 """
 import argparse
+import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
@@ -38,6 +39,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    if not osp.isfile(args.config):
+        print(f'error: config file {args.config!r} does not exist '
+              f'(resolved: {osp.abspath(args.config)})', file=sys.stderr)
+        return 1
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
