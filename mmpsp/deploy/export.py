@@ -274,7 +274,8 @@ def compare_outputs(reference: np.ndarray, other: np.ndarray,
             ``'logits'``.
 
     Returns:
-        dict: ``max_abs_diff`` (logits only, else NaN) and
+        dict: ``max_abs_diff`` and ``max_abs_logit`` (the reference's
+        largest logit magnitude, for scale; both NaN for masks) and
         ``argmax_agreement``, the fraction of pixels with the same class.
     """
     if reference.shape != other.shape:
@@ -282,11 +283,15 @@ def compare_outputs(reference: np.ndarray, other: np.ndarray,
                           f'PyTorch gives {reference.shape}')
     if output == 'logits':
         diff = float(np.abs(reference - other).max())
+        scale = float(np.abs(reference).max())
         same = reference.argmax(1) == other.argmax(1)
     else:
-        diff = float('nan')
+        diff = scale = float('nan')
         same = reference == other
-    return dict(max_abs_diff=diff, argmax_agreement=float(same.mean()))
+    return dict(
+        max_abs_diff=diff,
+        max_abs_logit=scale,
+        argmax_agreement=float(same.mean()))
 
 
 def verify_onnx(path: Union[str, Path],

@@ -62,7 +62,8 @@ def main() -> int:
         if args.verify:
             result = verify_onnx(args.out, wrapper)
             print(f'onnxruntime vs PyTorch: max |logit diff| '
-                  f'{result["max_abs_diff"]:.3g}, same class on '
+                  f'{result["max_abs_diff"]:.3g} (max |logit| '
+                  f'{result["max_abs_logit"]:.3g}), same class on '
                   f'{result["argmax_agreement"]:.4%} of pixels')
         if args.torchscript:
             export_torchscript(model, args.shape, args.torchscript,
