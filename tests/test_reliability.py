@@ -7,6 +7,7 @@ Training runs a tiny ResNetV1c-D8 + FCN model on 32x32 images written into
 ``tools/train.py`` calls) or the real ``tools/train.py`` in a subprocess
 where a process has to die.
 """
+import copy
 import os
 import subprocess
 import sys
@@ -114,6 +115,13 @@ def test_preflight_switches_to_guarded_run(data, tmp_path):
         'mmpsp.NonFiniteLossHook', 'mmpsp.LabelRangeHook']
     preflight(cfg)  # idempotent
     assert len(cfg.custom_hooks) == 2
+    # An evaluation run checks only its own split: a missing train folder
+    # does not block it.
+    cfg.test_dataloader = copy.deepcopy(cfg.train_dataloader)
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'gone')
+    with pytest.raises(ValueError, match='gone'):
+        preflight(cfg)
+    preflight(cfg, splits=('test',))
 
 
 @pytest.mark.parametrize('fault', ['empty', 'data_root', 'label'])

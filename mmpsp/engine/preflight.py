@@ -225,7 +225,9 @@ def add_guard_hooks(cfg: Config) -> List[str]:
     return added
 
 
-def check_data(cfg: Config, logger: Optional[MMLogger] = None) -> None:
+def check_data(cfg: Config,
+               logger: Optional[MMLogger] = None,
+               splits: Optional[Sequence[str]] = None) -> None:
     """Check a bounded sample of each split's files (``cfg.data_check``).
 
     Args:
@@ -233,6 +235,7 @@ def check_data(cfg: Config, logger: Optional[MMLogger] = None) -> None:
             :data:`DATA_CHECK_DEFAULTS`; ``data_check.max_samples=0``
             keeps only the cheap checks that read no file.
         logger (MMLogger, optional): Where warnings go.
+        splits (Sequence[str], optional): Overrides ``data_check.splits``.
 
     Raises:
         DataCheckError: A split has errors; the message lists them all.
@@ -244,7 +247,7 @@ def check_data(cfg: Config, logger: Optional[MMLogger] = None) -> None:
         raise ConfigCheckError(
             f'data_check has unknown keys {sorted(unknown)}; use '
             f'{sorted(DATA_CHECK_DEFAULTS)}')
-    for split in opts['splits']:
+    for split in splits or opts['splits']:
         if not (cfg.get(f'{split}_dataloader') or {}).get('dataset'):
             continue
         report = check_dataset(
@@ -255,12 +258,14 @@ def check_data(cfg: Config, logger: Optional[MMLogger] = None) -> None:
                   logger=logger or 'current')
         if report.errors:
             raise DataCheckError(
-                f'data check failed, fix before training (full list: '
+                f'data check failed, fix before running (full list: '
                 f'python tools/check_dataset.py CONFIG --split {split}):\n'
                 + '\n'.join(i.format() for i in report.errors))
 
 
-def preflight(cfg: Config, check_files: bool = True) -> None:
+def preflight(cfg: Config,
+              check_files: bool = True,
+              splits: Optional[Sequence[str]] = None) -> None:
     """Check a config and make its run crash-safe, before a runner exists.
 
     Runs the config checks, switches checkpoints to atomic writes, adds the
@@ -273,16 +278,20 @@ def preflight(cfg: Config, check_files: bool = True) -> None:
             changed in place.
         check_files (bool): Whether to decode a sample of the data files.
             Defaults to True.
+        splits (Sequence[str], optional): Only these splits' folders and
+            files are checked, e.g. ``('test',)`` for an evaluation run.
+            Defaults to None: every split's ``data_root``, and the files of
+            ``data_check.splits`` (train and val).
 
     Raises:
         ConfigCheckError: The config or its data cannot be trained on.
     """
     from .dist_guard import install_fail_fast
-    check_data_roots(cfg)
+    check_data_roots(cfg, splits or SPLITS)
     check_class_counts(cfg)
     check_ignore_index(cfg)
     use_safe_checkpoints(cfg)
     add_guard_hooks(cfg)
     install_fail_fast()
     if check_files:
-        check_data(cfg)
+        check_data(cfg, splits=splits)
