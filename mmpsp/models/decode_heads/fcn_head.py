@@ -9,9 +9,11 @@ from torch import Tensor
 
 from mmpsp.registry import MODELS
 
+from .lean_loss import LeanLossMixin
+
 
 @MODELS.register_module()
-class FCNHead(BaseDecodeHead):
+class FCNHead(LeanLossMixin, BaseDecodeHead):
     """A stack of convolutions and a per-pixel classifier.
 
     `PSPNet <https://arxiv.org/abs/1612.01105>`_ trains with this head on

@@ -13,6 +13,8 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from mmpsp.registry import MODELS
 
+from .lean_loss import LeanLossMixin
+
 _POOLS = {'avg': nn.AdaptiveAvgPool2d, 'max': nn.AdaptiveMaxPool2d}
 
 
@@ -93,7 +95,7 @@ class PPM(nn.ModuleList):
 
 
 @MODELS.register_module()
-class PSPHead(BaseDecodeHead):
+class PSPHead(LeanLossMixin, BaseDecodeHead):
     """Decode head of `PSPNet <https://arxiv.org/abs/1612.01105>`_.
 
     The input features are concatenated with the pyramid pooling module's

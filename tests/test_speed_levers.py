@@ -1,0 +1,168 @@
+"""The speed levers keep mmseg's math; the benchmark tool runs on CPU."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from mmpsp.apis.benchmark import make_batch
+from mmpsp.models.decode_heads import FCNHead, PSPHead
+from mmpsp.models.decode_heads.lean_loss import pixel_accuracy
+from mmpsp.utils.mmseg_reference import build_pspnet_pair
+
+
+def samples_with_labels(batch: int, size: int, num_classes: int):
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(batch):
+        label = torch.randint(0, num_classes, (1, size, size), generator=gen)
+        label[:, :3] = 255
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=label)
+        out.append(sample)
+    return out
+
+
+def total_loss(losses: dict) -> torch.Tensor:
+    return sum(v for k, v in losses.items() if k.startswith('loss'))
+
+
+@pytest.mark.parametrize('avg_non_ignore', [False, True])
+@pytest.mark.parametrize('head_type', ['psp', 'fcn'])
+def test_lean_loss_equals_mmseg_loss(avg_non_ignore, head_type):
+    from mmseg.models.decode_heads import FCNHead as MmsegFCNHead
+    from mmseg.models.decode_heads import PSPHead as MmsegPSPHead
+    loss_decode = [
+        dict(type='CrossEntropyLoss', loss_weight=1.0,
+             avg_non_ignore=avg_non_ignore),
+        dict(type='CrossEntropyLoss', loss_weight=0.4,
+             avg_non_ignore=avg_non_ignore, loss_name='loss_aux'),
+    ]
+    kwargs = dict(in_channels=8, channels=4, num_classes=5,
+                  loss_decode=loss_decode)
+    if head_type == 'psp':
+        ref, ours = (MmsegPSPHead(pool_scales=(1, 2, 3), **kwargs),
+                     PSPHead(pool_scales=(1, 2, 3), **kwargs))
+    else:
+        ref, ours = MmsegFCNHead(**kwargs), FCNHead(**kwargs)
+    ours.load_state_dict(ref.state_dict())
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 8, 9, 11)]
+    samples = samples_with_labels(2, 37, 5)
+    # Same dropout mask in both heads.
+    torch.manual_seed(1)
+    ref_losses = ref.loss(feats, samples, None)
+    torch.manual_seed(1)
+    our_losses = ours.loss(feats, samples, None)
+    assert set(ref_losses) == set(our_losses)
+    for key in ref_losses:
+        torch.testing.assert_close(our_losses[key], ref_losses[key],
+                                   rtol=1e-6, atol=1e-6)
+    total_loss(ref_losses).backward()
+    total_loss(our_losses).backward()
+    for (name, a), b in zip(ref.named_parameters(), ours.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7,
+                                   msg=name)
+
+
+def test_pixel_accuracy_matches_mmseg_accuracy():
+    from mmseg.models.losses import accuracy
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 13, 17)
+    label = torch.randint(0, 7, (3, 13, 17))
+    label[0, :4] = 255
+    torch.testing.assert_close(
+        pixel_accuracy(logits, label, 255),
+        accuracy(logits, label, ignore_index=255))
+    # All pixels ignored: no division error, and mmseg's value (its eps
+    # terms make it 100).
+    ignored = torch.full_like(label[:1], 255)
+    torch.testing.assert_close(
+        pixel_accuracy(logits[:1], ignored, 255),
+        accuracy(logits[:1], ignored, ignore_index=255))
+
+
+def test_compiled_loss_equals_eager_loss():
+    torch.manual_seed(0)
+    head = PSPHead(in_channels=8, channels=4, num_classes=5,
+                   pool_scales=(1, 2))
+    feats = [torch.randn(2, 8, 9, 9)]
+    samples = samples_with_labels(2, 33, 5)
+    head.eval()  # no dropout: both calls see the same logits
+    eager = head.loss(feats, samples, None)
+    head.compile_loss = True
+    compiled = head.loss(feats, samples, None)
+    for key in eager:
+        torch.testing.assert_close(compiled[key], eager[key], rtol=1e-5,
+                                   atol=1e-5)
+
+
+@pytest.fixture(scope='module')
+def r18_pair():
+    ref, ours = build_pspnet_pair(depth=18, num_classes=11, output_stride=8)
+    for model in (ref, ours):
+        model.data_preprocessor.size = (64, 64)
+    return ref, ours
+
+
+def test_fast_settings_agree_with_fp32(r18_pair):
+    """bf16 autocast and channels_last change results only within bf16."""
+    _, model = r18_pair
+    model.eval()
+    batch = make_batch(2, 64, 11, torch.device('cpu'))
+    data = model.data_preprocessor(batch, False)
+    with torch.no_grad():
+        ref = model.encode_decode(data['inputs'], [
+            s.metainfo for s in data['data_samples']])
+        model_cl = model.to(memory_format=torch.channels_last)
+        cl = model_cl.encode_decode(
+            data['inputs'].contiguous(memory_format=torch.channels_last),
+            [s.metainfo for s in data['data_samples']])
+        torch.testing.assert_close(cl, ref, rtol=1e-4, atol=1e-4)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model.encode_decode(data['inputs'], [
+                s.metainfo for s in data['data_samples']])
+    model.to(memory_format=torch.contiguous_format)
+    # bf16 keeps ~3 significant digits; compare on the logits' scale.
+    scale = ref.abs().max()
+    assert (low.float() - ref).abs().max() <= 0.05 * scale
+    agree = (low.argmax(1) == ref.argmax(1)).float().mean()
+    assert agree >= 0.9
+
+
+def test_mmpsp_train_step_loss_equals_mmseg(r18_pair):
+    ref, ours = r18_pair
+    batch = make_batch(2, 64, 11, torch.device('cpu'))
+    ref.train(), ours.train()
+    torch.manual_seed(1)
+    ref_out = ref.loss(**ref.data_preprocessor(batch, True))
+    torch.manual_seed(1)
+    our_out = ours.loss(**ours.data_preprocessor(batch, True))
+    for key in ref_out:
+        torch.testing.assert_close(our_out[key], ref_out[key], rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_benchmark_tool_cpu_smoke(tmp_path, repo_root):
+    out = tmp_path / 'rows.json'
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / 'tools' / 'benchmark.py'),
+         '--device', 'cpu', '--depth', '18', '--num-classes', '11',
+         '--size', '32', '--batch-size', '2', '--steps', '1', '--warmup',
+         '1', '--infer-steps', '1', '--settings', 'fp32', '--json',
+         str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '| fp32 |' in proc.stdout
+    assert 'best training throughput' in proc.stdout
+    rows = json.loads(out.read_text())
+    assert {r['model'] for r in rows} == {'mmseg', 'mmpsp'}
+    assert all(r['train_img_s'] > 0 and r['infer_fps'] > 0 for r in rows)
+
+
+def test_benchmark_rejects_unknown_setting():
+    from mmpsp.apis.benchmark import run_benchmark
+    with pytest.raises(ValueError, match='unknown setting'):
+        run_benchmark(['fp8'], torch.device('cpu'))
