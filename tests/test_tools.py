@@ -310,3 +310,11 @@ def test_iteration_seed_differs_by_rank_and_iteration():
     assert len(seeds) == 400
     assert iteration_seed(7, 1, 5) == iteration_seed(7, 1, 5)
     assert iteration_seed(7, 1, 5) != iteration_seed(8, 1, 5)
+
+
+def test_config_resume_true_without_checkpoint_also_warns(tmp_path):
+    cfg = Config(dict(work_dir=str(tmp_path), resume=True, load_from=None))
+    with pytest.warns(NothingToResumeWarning, match=str(tmp_path)):
+        assert resolve_resume(cfg, None) is None
+    cfg = Config(dict(work_dir=str(tmp_path), resume=False, load_from=None))
+    assert resolve_resume(cfg, None) is None and cfg.resume is False

@@ -28,22 +28,30 @@ def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
     Args:
         cfg (Config): The full config with ``work_dir`` set; changed in
             place (``resume``, ``load_from``).
-        resume (str, optional): None to keep the config's own setting,
-            ``'auto'`` for the latest checkpoint in ``cfg.work_dir``, or a
-            checkpoint path.
+        resume (str, optional): ``'auto'`` for the latest checkpoint in
+            ``cfg.work_dir``, or a checkpoint path. None follows the
+            config: ``resume=True`` with ``load_from`` resumes from that
+            file, without it as ``'auto'``.
 
     Returns:
         str or None: The checkpoint training resumes from, None when it
         starts fresh.
     """
     if resume is None:
-        return cfg.get('load_from') if cfg.get('resume') else None
+        if not cfg.get('resume'):
+            return None
+        if cfg.get('load_from') is None:
+            # The config asks for mmengine's silent auto-resume.
+            resume = RESUME_LATEST
+        else:
+            resume = cfg.load_from
     if resume != RESUME_LATEST:
         if '://' not in resume and not osp.isfile(resume):
             raise FileNotFoundError(
-                f'--resume {resume}: no such checkpoint file (resolved: '
-                f'{osp.abspath(resume)}); pass an existing .pth file, or '
-                f'--resume alone for the latest one in {cfg.work_dir}')
+                f'checkpoint to resume from {resume!r} does not exist '
+                f'(resolved: {osp.abspath(resume)}); pass an existing .pth '
+                'to --resume (or load_from), or --resume alone for the '
+                f'latest one in {cfg.work_dir}')
         cfg.resume = True
         cfg.load_from = resume
         return resume
