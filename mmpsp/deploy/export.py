@@ -91,6 +91,25 @@ class SegmentorForExport(nn.Module):
         return logits.argmax(dim=1)
 
 
+def check_export_settings(shape: Sequence[int],
+                          dynamic: bool = False) -> None:
+    """Reject export settings that need no model to judge, with the fix.
+
+    Args:
+        shape (Sequence[int]): ``(H, W)`` of the export.
+        dynamic (bool): Whether dynamic input sizes were asked for.
+            Defaults to False.
+    """
+    if dynamic:
+        raise ExportError(
+            'dynamic input shapes are not supported: adaptive pooling '
+            '(PSPNet\'s pyramid pooling) is exported with bins fixed for one '
+            'input size; export once per size with --shape H W')
+    if len(shape) != 2 or any(int(s) < 1 for s in shape):
+        raise ExportError(
+            f'--shape needs two positive integers H W, got {list(shape)}')
+
+
 def check_exportable(model: nn.Module,
                      shape: Sequence[int],
                      dynamic: bool = False) -> None:
@@ -104,14 +123,7 @@ def check_exportable(model: nn.Module,
     """
     from mmseg.models.segmentors import EncoderDecoder
 
-    if dynamic:
-        raise ExportError(
-            'dynamic input shapes are not supported: adaptive pooling '
-            '(PSPNet\'s pyramid pooling) is exported with bins fixed for one '
-            'input size; export once per size with --shape H W')
-    if len(shape) != 2 or any(int(s) < 1 for s in shape):
-        raise ExportError(
-            f'--shape needs two positive integers H W, got {list(shape)}')
+    check_export_settings(shape, dynamic)
     if not isinstance(model, EncoderDecoder):
         raise ExportError(
             f'cannot export a {type(model).__name__}: mmpsp exports mmseg '
@@ -373,6 +385,7 @@ def build_segmentor(config: Union[str, Config],
 
 __all__ = [
     'DEFAULT_OPSET', 'ExportError', 'OUTPUTS', 'SegmentorForExport',
-    'build_segmentor', 'check_exportable', 'compare_outputs', 'export_onnx',
-    'export_torchscript', 'prepare_for_export', 'verify_onnx'
+    'build_segmentor', 'check_export_settings', 'check_exportable',
+    'compare_outputs', 'export_onnx', 'export_torchscript',
+    'prepare_for_export', 'verify_onnx'
 ]

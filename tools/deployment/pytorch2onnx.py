@@ -17,6 +17,7 @@ from mmpsp.deploy import (
     OUTPUTS,
     ExportError,
     build_segmentor,
+    check_export_settings,
     export_onnx,
     export_torchscript,
     verify_onnx,
@@ -53,6 +54,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     try:
+        # Settings first: no need to build the model to refuse them.
+        check_export_settings(args.shape, args.dynamic_export)
         model = build_segmentor(args.config, args.checkpoint,
                                 args.cfg_options)
         wrapper, _ = export_onnx(model, args.shape, args.out, args.output,
