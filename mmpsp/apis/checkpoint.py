@@ -15,6 +15,7 @@ Checkpoints written by mmseg 0.x carry ``meta['CLASSES']`` and
 :class:`CheckpointCheckHook` applies the same checks when a ``Runner`` loads
 ``load_from`` (``tools/test.py``), before mmengine's lenient load runs.
 """
+import logging
 import os.path as osp
 import re
 from collections import OrderedDict
@@ -230,7 +231,7 @@ def _class_names_fit(model: nn.Module, dataset_meta: Optional[dict],
     if strict:
         raise CheckpointMismatchError(message)
     print_log(message + '; keeping the model\'s own class names',
-              logger='current', level=30)
+              logger='current', level=logging.WARNING)
     return False
 
 
@@ -271,7 +272,9 @@ def load_checkpoint_checked(
     if not report.complete:
         if strict:
             raise CheckpointMismatchError(mismatch_message(report))
-        print_log(mismatch_message(report), logger='current', level=30)
+        print_log(
+            mismatch_message(report), logger='current',
+            level=logging.WARNING)
     names_fit = _class_names_fit(model, report.dataset_meta, filename,
                                  strict)
     skip = {key for key, _, _ in report.mismatched}
@@ -323,7 +326,9 @@ class CheckpointCheckHook(Hook):
         if not report.complete:
             if self.strict:
                 raise CheckpointMismatchError(mismatch_message(report))
-            print_log(mismatch_message(report), logger='current', level=30)
+            print_log(
+            mismatch_message(report), logger='current',
+            level=logging.WARNING)
         dataset_meta = dataset_meta_from_checkpoint(checkpoint)
         if dataset_meta is not None and _class_names_fit(
                 model, dataset_meta, filename, self.strict):
