@@ -13,10 +13,13 @@ would be lost. :class:`IterationSeedHook` instead reseeds torch's generator
 before every training iteration from ``(seed, rank, iteration)``, so an
 iteration draws the same numbers whether or not the run was restarted.
 """
+from typing import Optional, Union
+
 import numpy as np
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
+from mmengine.runner import Runner
 
 from mmpsp.registry import HOOKS
 
@@ -49,9 +52,10 @@ class IterationSeedHook(Hook):
     priority = 'HIGHEST'
 
     def before_train_iter(self,
-                          runner,
+                          runner: Runner,
                           batch_idx: int,
-                          data_batch=None) -> None:
+                          data_batch: Optional[Union[dict, tuple,
+                                                     list]] = None) -> None:
         """Seed torch from ``(runner.seed, rank, runner.iter)``.
 
         Args:

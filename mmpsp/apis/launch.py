@@ -8,6 +8,7 @@ Runner is built: on CPU it starts the process group itself with ``gloo``, so
 the Runner finds it initialised and skips its own launcher, and it asks for
 DDP without device ids. On GPU it leaves everything to mmengine.
 """
+import argparse
 import datetime
 import os
 import os.path as osp
@@ -18,6 +19,8 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
+from mmengine.registry import MODEL_WRAPPERS
+from torch.nn.parallel import DistributedDataParallel
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 # Norm layer types that build a synchronised BatchNorm (mmcv's names).
@@ -210,8 +213,9 @@ def prepare_launch(cfg: Config) -> None:
     On CPU (no CUDA device visible): SyncBN becomes BN (torch's
     ``SyncBatchNorm`` runs on GPU only); with a launcher, the process group
     is started here with ``gloo`` and the model is wrapped in DDP without
-    ``device_ids`` and with ``broadcast_buffers=True``, so every rank keeps
-    rank 0's BN statistics instead of drifting apart. On GPU only the
+    ``device_ids`` and with ``broadcast_buffers=True``: every forward pass
+    starts from rank 0's BN statistics, so the ranks' running statistics
+    do not drift apart. On GPU only the
     single-process case is touched (SyncBN becomes BN, as mmengine would do
     too, but logged with the keys).
 
@@ -236,8 +240,14 @@ def prepare_launch(cfg: Config) -> None:
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel',
         find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper['device_ids'] = None
-    wrapper.setdefault('broadcast_buffers', True)
+    wrapper_cls = MODEL_WRAPPERS.get(
+        wrapper.setdefault('type', 'MMDistributedDataParallel'))
+    # The Runner passes device_ids=[LOCAL_RANK] to DDP wrappers unless the
+    # config names them; DDP accepts only None for a CPU module.
+    if isinstance(wrapper_cls, type) and issubclass(
+            wrapper_cls, DistributedDataParallel):
+        wrapper['device_ids'] = None
+        wrapper.setdefault('broadcast_buffers', True)
     cfg.model_wrapper_cfg = wrapper
 
 
@@ -253,7 +263,8 @@ def set_local_rank(local_rank: int) -> None:
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
 
 
-def add_launch_args(parser, launchers: Sequence[str] = LAUNCHERS) -> None:
+def add_launch_args(parser: argparse.ArgumentParser,
+                    launchers: Sequence[str] = LAUNCHERS) -> None:
     """Add ``--launcher`` and ``--local_rank`` to a tool's argument parser.
 
     Args:
