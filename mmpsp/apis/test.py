@@ -141,6 +141,7 @@ def run_test(cfg: Config) -> Dict[str, float]:
         dict[str, float]: The metrics, e.g. ``{'aAcc': .., 'mIoU': ..,
         'mAcc': ..}`` (percent).
     """
-    preflight(cfg)
+    # Only the test split is read: a missing train set must not block it.
+    preflight(cfg, splits=('test',))
     prepare_launch(cfg)
     return Runner.from_cfg(cfg).test()
