@@ -122,6 +122,12 @@ def build_test_config(config: str,
     cfg = load_config(config, cfg_options, work_dir, launcher)
     cfg.load_from = checkpoint
     cfg.resume = False
+    # Testing needs no training parts. Without them mmseg's visualization
+    # hook (which reads runner.iter) cannot make the Runner build the train
+    # loop, i.e. list and load the whole train set, or fail without it.
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper',
+                'param_scheduler'):
+        cfg[key] = None
     if show or show_dir:
         enable_visualization(cfg, show, show_dir, wait_time)
     if tta:
