@@ -6,8 +6,8 @@ plainly and still finds every mmseg and mmengine module through the parents.
 Each child's ``locations`` holds mmpsp's own module plus its parent's, because
 mmengine imports only the locations of the registry it builds from.
 """
-from mmseg import registry as mmseg_registry
 from mmengine.registry import Registry
+from mmseg import registry as mmseg_registry
 
 SCOPE = 'mmpsp'
 
@@ -23,7 +23,7 @@ def _child(parent: Registry, *own_locations: str) -> Registry:
 RUNNERS = _child(mmseg_registry.RUNNERS)
 RUNNER_CONSTRUCTORS = _child(mmseg_registry.RUNNER_CONSTRUCTORS)
 LOOPS = _child(mmseg_registry.LOOPS, 'mmpsp.engine')
-HOOKS = _child(mmseg_registry.HOOKS, 'mmpsp.engine')
+HOOKS = _child(mmseg_registry.HOOKS, 'mmpsp.engine', 'mmpsp.apis')
 DATASETS = _child(mmseg_registry.DATASETS, 'mmpsp.datasets')
 DATA_SAMPLERS = _child(mmseg_registry.DATA_SAMPLERS)
 TRANSFORMS = _child(mmseg_registry.TRANSFORMS, 'mmpsp.datasets')
@@ -31,7 +31,7 @@ MODELS = _child(mmseg_registry.MODELS, 'mmpsp.models')
 MODEL_WRAPPERS = _child(mmseg_registry.MODEL_WRAPPERS, 'mmpsp.models')
 WEIGHT_INITIALIZERS = _child(mmseg_registry.WEIGHT_INITIALIZERS)
 OPTIMIZERS = _child(mmseg_registry.OPTIMIZERS)
-OPTIM_WRAPPERS = _child(mmseg_registry.OPTIM_WRAPPERS)
+OPTIM_WRAPPERS = _child(mmseg_registry.OPTIM_WRAPPERS, 'mmpsp.apis')
 OPTIM_WRAPPER_CONSTRUCTORS = _child(mmseg_registry.OPTIM_WRAPPER_CONSTRUCTORS)
 PARAM_SCHEDULERS = _child(mmseg_registry.PARAM_SCHEDULERS)
 METRICS = _child(mmseg_registry.METRICS)

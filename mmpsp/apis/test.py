@@ -122,6 +122,11 @@ def build_test_config(config: str,
     cfg = load_config(config, cfg_options, work_dir, launcher)
     cfg.load_from = checkpoint
     cfg.resume = False
+    # Refuse a checkpoint that does not fit the model (e.g. another class
+    # count) instead of testing a partly random head.
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+        dict(type='mmpsp.CheckpointCheckHook')
+    ]
     # Testing needs no training parts. Without them mmseg's visualization
     # hook (which reads runner.iter) cannot make the Runner build the train
     # loop, i.e. list and load the whole train set, or fail without it.
