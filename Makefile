@@ -12,7 +12,7 @@ DEMO_OUT ?= work_dirs/demo
 
 $(STAMP): setup.py requirements.txt $(wildcard requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip 'setuptools<70' wheel
+	$(BIN)/python -m pip install -q --upgrade pip 'setuptools>=77.0.3,<81' wheel
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
