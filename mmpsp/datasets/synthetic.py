@@ -41,8 +41,8 @@ PALETTE = [[135, 206, 235], [128, 0, 0], [255, 128, 0], [128, 64, 128],
 
 SCENES = ('street', 'harbour', 'countryside', 'bedroom')
 SPLITS = ('train', 'val')
-# Any change to the drawing code must bump this so that a stale folder is
-# regenerated instead of silently reused.
+# Written to scenes_demo.json so that a folder says which drawing code made
+# it; bump it with any change that alters the pixels for a given seed.
 GENERATOR_VERSION = 1
 META_FILE = 'scenes_demo.json'
 

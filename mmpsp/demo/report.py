@@ -1,20 +1,22 @@
-"""Evaluation, tables and figures for the scenes demo."""
+"""Evaluation, tables and figures for the scenes demo.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects, not through
+``pyplot``: that renders with Agg on a headless machine (ssh, CI) without
+switching the process-wide backend of whoever imports this module.
+"""
 import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from mmseg.evaluation import IoUMetric
+from torch import nn
+from torch.utils.data import DataLoader
 
-matplotlib.use('Agg')  # headless: the demo must run over ssh and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from mmseg.evaluation import IoUMetric  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from mmpsp.apis.inference import blend, colour_mask  # noqa: E402
+from mmpsp.apis.inference import blend, colour_mask
 
 
 @torch.no_grad()
@@ -167,7 +169,8 @@ def plot_curves(curves: Dict[str, Dict[str, List]], out_file: str) -> None:
         curves (dict[str, dict]): Model name to :func:`read_scalars` output.
         out_file (str): PNG path.
     """
-    fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_miou = fig.subplots(1, 2)
     for name, c in curves.items():
         ax_loss.plot(c['loss_iter'], c['loss'], label=name)
         ax_miou.plot(c['miou_iter'], c['miou'], marker='o', label=name)
@@ -180,7 +183,6 @@ def plot_curves(curves: Dict[str, Dict[str, List]], out_file: str) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
-    plt.close(fig)
 
 
 def plot_predictions(images: Sequence[np.ndarray],
@@ -202,8 +204,8 @@ def plot_predictions(images: Sequence[np.ndarray],
     """
     cols = 2 + len(preds)
     rows = len(images)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(2.4 * cols, 2.4 * rows + 0.8), squeeze=False)
+    fig = Figure(figsize=(2.4 * cols, 2.4 * rows + 0.8))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for r, (img, gt) in enumerate(zip(images, gts)):
         panels = [('image', img), ('ground truth', colour_mask(gt, palette))]
         panels += [(name, blend(img, colour_mask(p[r], palette)))
@@ -222,4 +224,3 @@ def plot_predictions(images: Sequence[np.ndarray],
     fig.legend(handles=handles, loc='lower center', ncol=6, fontsize=8)
     fig.tight_layout(rect=(0, 0.8 / (2.4 * rows + 0.8), 1, 1))
     fig.savefig(out_file, dpi=100)
-    plt.close(fig)
