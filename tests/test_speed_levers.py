@@ -166,3 +166,50 @@ def test_benchmark_rejects_unknown_setting():
     from mmpsp.apis.benchmark import run_benchmark
     with pytest.raises(ValueError, match='unknown setting'):
         run_benchmark(['fp8'], torch.device('cpu'))
+
+
+def test_speed_levers_hook_keeps_outputs(r18_pair):
+    import copy
+
+    from mmpsp.engine import SpeedLeversHook
+    _, model = r18_pair
+    model.eval()
+    fast = copy.deepcopy(model)
+
+    class FakeRunner:
+        pass
+
+    runner = FakeRunner()
+    runner.model = fast
+    SpeedLeversHook(channels_last=True, compile=False).before_run(runner)
+    weight = fast.backbone.stem[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()
+    batch = make_batch(1, 64, 11, torch.device('cpu'))
+    data = model.data_preprocessor(batch, False)
+    metas = [s.metainfo for s in data['data_samples']]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fast.encode_decode(data['inputs'], metas),
+            model.encode_decode(data['inputs'], metas), rtol=1e-4,
+            atol=1e-4)
+
+
+def test_add_speed_levers_and_compile_flag():
+    from mmengine.config import Config
+
+    from mmpsp.engine import add_speed_levers, apply_speed_levers
+    cfg = Config(dict(custom_hooks=[dict(type='NonFiniteLossHook')]))
+    assert add_speed_levers(cfg) is None
+    assert len(cfg.custom_hooks) == 1
+    add_speed_levers(cfg, channels_last=True, compile=True)
+    assert cfg.custom_hooks[-1] == dict(
+        type='mmpsp.SpeedLeversHook', channels_last=True, compile=True)
+    head = PSPHead(in_channels=8, channels=4, num_classes=5,
+                   pool_scales=(1, 2))
+    holder = torch.nn.Module()
+    holder.decode_head = head
+    apply_speed_levers(holder, compile=True)
+    assert head.compile_loss is True
+    assert 'compile' in type(head.forward).__module__ or hasattr(
+        head.forward, '_torchdynamo_orig_callable')

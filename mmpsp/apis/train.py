@@ -9,6 +9,7 @@ from mmengine.runner import Runner, find_latest_checkpoint
 from torch import nn
 
 from mmpsp.engine import preflight
+from mmpsp.engine.speed import add_speed_levers
 
 from .amp import enable_amp
 from .launch import load_config, prepare_launch
@@ -87,7 +88,9 @@ def build_train_config(config: str,
                        cfg_options: Optional[Dict] = None,
                        amp: bool = False,
                        resume: Optional[str] = None,
-                       launcher: str = 'none') -> Config:
+                       launcher: str = 'none',
+                       channels_last: bool = False,
+                       compile: bool = False) -> Config:
     """Build the config ``tools/train.py`` trains with.
 
     Args:
@@ -102,6 +105,10 @@ def build_train_config(config: str,
             work_dir), a checkpoint path, or None. Defaults to None.
         launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or
             ``'mpi'``. Defaults to ``'none'``.
+        channels_last (bool): Train in channels_last memory layout (see
+            :mod:`mmpsp.engine.speed`). Defaults to False.
+        compile (bool): ``torch.compile`` the network and the heads' losses.
+            Defaults to False.
 
     Returns:
         Config: The config, ready for :func:`run_train`.
@@ -109,6 +116,7 @@ def build_train_config(config: str,
     cfg = load_config(config, cfg_options, work_dir, launcher)
     if amp:
         enable_amp(cfg)
+    add_speed_levers(cfg, channels_last, compile)
     resolve_resume(cfg, resume)
     return cfg
 

@@ -3,16 +3,18 @@ from .checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
 from .data_check import DataCheckError, DataReport, Issue, check_dataset
 from .dist_guard import install_fail_fast
 from .guard_hooks import (
-                          LabelRangeHook,
-                          LabelValueError,
-                          NonFiniteLossError,
-                          NonFiniteLossHook,
+    LabelRangeHook,
+    LabelValueError,
+    NonFiniteLossError,
+    NonFiniteLossHook,
 )
 from .preflight import ConfigCheckError, preflight
+from .speed import SpeedLeversHook, add_speed_levers, apply_speed_levers
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'ConfigCheckError',
     'DataCheckError', 'DataReport', 'Issue', 'LabelRangeHook',
     'LabelValueError', 'NonFiniteLossError', 'NonFiniteLossHook',
+    'SpeedLeversHook', 'add_speed_levers', 'apply_speed_levers',
     'check_dataset', 'install_fail_fast', 'preflight'
 ]

@@ -1,0 +1,103 @@
+"""Speed levers that keep the math, applied to a Runner's model.
+
+mmpsp's heads always compute their losses the lean way
+(:mod:`mmpsp.models.decode_heads.lean_loss`). The levers here change how the
+network runs, not what it computes:
+
+- ``channels_last``: NHWC memory layout for every conv weight (and so for
+  the activations), what cuDNN's fastest kernels on recent GPUs use;
+- ``compile``: ``torch.compile`` on the backbone and heads, and on the
+  heads' full-resolution loss (upsample, cross-entropy, accuracy), which is
+  where mmseg's step spends most of its time.
+
+Select them in a config, ``custom_hooks = [dict(type='SpeedLeversHook',
+channels_last=True, compile=True)]``, or with ``tools/train.py
+--channels-last --compile``.
+"""
+from typing import Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from torch import nn
+
+from mmpsp.registry import HOOKS
+
+_PARTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head')
+
+
+def apply_speed_levers(model: nn.Module,
+                       channels_last: bool = False,
+                       compile: bool = False) -> nn.Module:
+    """Apply the levers to a segmentor in place.
+
+    Args:
+        model (nn.Module): An mmseg segmentor (``EncoderDecoder``), or a
+            model wrapper around one.
+        channels_last (bool): Convert parameters to channels_last.
+            Defaults to False.
+        compile (bool): ``torch.compile`` each part's forward and the heads'
+            losses. Defaults to False.
+
+    Returns:
+        nn.Module: The same model.
+    """
+    inner = model.module if is_model_wrapper(model) else model
+    if channels_last:
+        inner.to(memory_format=torch.channels_last)
+    if compile:
+        for name in _PARTS:
+            part = getattr(inner, name, None)
+            for module in (part if isinstance(part, nn.ModuleList) else
+                           [part]):
+                if module is None:
+                    continue
+                module.forward = torch.compile(module.forward)
+                if hasattr(module, 'compile_loss'):
+                    module.compile_loss = True
+    return model
+
+
+@HOOKS.register_module()
+class SpeedLeversHook(Hook):
+    """Apply :func:`apply_speed_levers` once, before the run starts.
+
+    Args:
+        channels_last (bool): Defaults to True.
+        compile (bool): Defaults to False (compiling costs minutes up front
+            and pays off on long GPU runs).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, channels_last: bool = True,
+                 compile: bool = False) -> None:
+        self.channels_last = channels_last
+        self.compile = compile
+
+    def before_run(self, runner) -> None:
+        apply_speed_levers(runner.model, self.channels_last, self.compile)
+        print_log(
+            f'speed levers: channels_last={self.channels_last}, '
+            f'compile={self.compile}', logger='current')
+
+
+def add_speed_levers(cfg, channels_last: bool = False,
+                     compile: bool = False) -> Optional[dict]:
+    """Add a :class:`SpeedLeversHook` to ``cfg.custom_hooks`` if asked for.
+
+    Args:
+        cfg (Config): The full config; changed in place.
+        channels_last (bool): Defaults to False.
+        compile (bool): Defaults to False.
+
+    Returns:
+        dict, optional: The hook config added, or None.
+    """
+    if not (channels_last or compile):
+        return None
+    hook = dict(type='mmpsp.SpeedLeversHook', channels_last=channels_last,
+                compile=compile)
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [hook]
+    return hook
