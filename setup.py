@@ -27,7 +27,6 @@ setup(
     description='PSPNet (pyramid scene parsing network) for MMSegmentation',
     long_description=(HERE / 'README.md').read_text(),
     long_description_content_type='text/markdown',
-    license='Apache-2.0',
     python_requires='>=3.8',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=True,

@@ -42,6 +42,9 @@ def make_runner(work_dir, max_iters, resume=False):
                             by_epoch=False)),
         randomness=dict(seed=0),
         resume=resume,
+        # A unique name: runners started within one second would otherwise
+        # share mmengine's message hub instance.
+        experiment_name=f'{work_dir.name}-{max_iters}-{resume}',
         default_scope='mmpsp')
 
 
