@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import torch
-from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.optim import OptimWrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmpsp.utils.mmseg_reference import build_pspnet_pair
+
+from .amp import BF16AutocastOptimWrapper
 
 # Settings both models run under. ``compile`` wraps the backbone and the
 # heads in torch.compile and, for mmpsp's heads, the full-resolution loss too.
@@ -135,7 +137,8 @@ def measure(name: str, model: torch.nn.Module, setting: str,
     if opts['dtype'] is None:
         wrapper = OptimWrapper(optimizer)
     else:
-        wrapper = AmpOptimWrapper(optimizer=optimizer, dtype=opts['dtype'])
+        # bfloat16 needs no loss scaling; this wrapper runs on CPU too.
+        wrapper = BF16AutocastOptimWrapper(optimizer=optimizer)
     batch = make_batch(batch_size, size, num_classes, device)
     model.train()
     if device.type == 'cuda':
