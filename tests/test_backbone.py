@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import randomize_norms
 from mmengine.config import ConfigDict
 from mmseg.models.backbones import ResNetV1c as MMSegResNetV1c
 from mmseg.models.segmentors import EncoderDecoder
@@ -18,19 +19,6 @@ OUTPUT_STRIDES = {
     16: dict(strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2)),
     32: dict(strides=(1, 2, 2, 2), dilations=(1, 1, 1, 1)),
 }
-
-
-def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
-    """Give every batch norm non-trivial affine values and statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
 
 
 def stage_sizes(size: int, strides) -> list:

@@ -3,6 +3,7 @@ outputs with mmseg's heads, bad arguments, and the batch-size-1 guard."""
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import randomize_norms
 from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from mmseg.models.decode_heads import FCNHead as MMSegFCNHead
@@ -21,18 +22,6 @@ TINY_HEAD = dict(in_channels=4, channels=2, num_classes=19)
 def feats(n=2, c=4, size=23, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return [torch.rand(n, c, size, size, generator=gen)]
-
-
-def randomize_norms(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
 
 
 def assert_same_names_and_outputs(theirs, ours, inputs):

@@ -3,10 +3,10 @@ ResNetV1c/PSPHead/FCNHead against the same with mmpsp's components, built
 from mmseg's own config file and holding the same weights."""
 import pytest
 import torch
+from helpers import randomize_norms
 from mmengine.structures import PixelData
 from mmseg.models.backbones import ResNetV1c as MMSegResNetV1c
 from mmseg.structures import SegDataSample
-from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmpsp.utils.mmseg_reference as reference
 from mmpsp.models import FCNHead, PSPHead, ResNetV1c
@@ -22,20 +22,6 @@ EVAL_ATOL = 1e-5
 # the margin (relative to each parameter's largest gradient) only covers
 # summation-order differences that other CPU kernels could introduce.
 GRAD_TOL = 1e-5
-
-
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Non-trivial norm parameters and statistics (default init has
-    weight 1, bias 0, mean 0, var 1 everywhere)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
 
 
 def batch(num_classes: int, seed: int):
@@ -59,7 +45,7 @@ def batch(num_classes: int, seed: int):
 def pair(request):
     depth, output_stride, num_classes = request.param
     theirs, ours = build_pspnet_pair(depth, num_classes, output_stride)
-    randomize(theirs, seed=depth + output_stride + num_classes)
+    randomize_norms(theirs, seed=depth + output_stride + num_classes)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return request.param, theirs, ours
 
