@@ -287,6 +287,27 @@ def test_amp_on_cpu_runs_forward_in_bfloat16():
     assert model.weight.dtype == torch.float32
 
 
+def _plain_wrapper_cfg() -> Config:
+    return Config(dict(optim_wrapper=dict(
+        type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))))
+
+
+def test_amp_bf16_selects_autocast_wrapper_without_loss_scale():
+    cfg = _plain_wrapper_cfg()
+    assert enable_amp(cfg, 'bf16') == 'mmpsp.BF16AutocastOptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU behaviour')
+def test_amp_fp16_on_cpu_says_what_to_use():
+    cfg = _plain_wrapper_cfg()
+    with pytest.raises(ValueError, match='--amp bf16'):
+        enable_amp(cfg, 'fp16')
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    with pytest.raises(ValueError, match='choose one of'):
+        enable_amp(cfg, 'fp8')
+
+
 def test_amp_refuses_a_custom_wrapper():
     cfg = Config(dict(optim_wrapper=dict(type='MyWrapper')))
     with pytest.raises(ValueError, match='MyWrapper'):

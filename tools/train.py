@@ -17,9 +17,13 @@ def parse_args() -> argparse.Namespace:
         '(default: work_dirs/<config name>)')
     parser.add_argument(
         '--amp',
-        action='store_true',
-        help='mixed precision: float16 with dynamic loss scale on CUDA, '
-        'bfloat16 autocast on CPU')
+        nargs='?',
+        const='auto',
+        default=None,
+        choices=['auto', 'fp16', 'bf16'],
+        help='mixed precision; alone: float16 with dynamic loss scale on '
+        'CUDA, bfloat16 autocast on CPU; bf16: bfloat16 autocast without '
+        'loss scaling (Ampere or newer GPUs, or CPU)')
     parser.add_argument(
         '--channels-last',
         action='store_true',

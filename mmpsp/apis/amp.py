@@ -48,15 +48,24 @@ class BF16AutocastOptimWrapper(OptimWrapper):
             yield
 
 
-def enable_amp(cfg: Config) -> str:
+AMP_DTYPES = ('auto', 'fp16', 'bf16')
+
+
+def enable_amp(cfg: Config, dtype: str = 'auto') -> str:
     """Switch ``cfg.optim_wrapper`` to mixed precision for this machine.
 
     Args:
         cfg (Config): The full config; changed in place.
+        dtype (str): ``'fp16'`` (float16 autocast with a dynamic loss scale,
+            CUDA only), ``'bf16'`` (bfloat16 autocast, no loss scale; CPU or
+            a CUDA device with bfloat16), or ``'auto'``: fp16 on CUDA, bf16
+            on CPU. Defaults to ``'auto'``.
 
     Returns:
         str: The optimizer wrapper type now in the config.
     """
+    if dtype not in AMP_DTYPES:
+        raise ValueError(f'--amp {dtype!r}: choose one of {AMP_DTYPES}')
     wrapper = cfg.get('optim_wrapper')
     if wrapper is None:
         raise KeyError('--amp needs an optim_wrapper in the config; add '
@@ -72,12 +81,18 @@ def enable_amp(cfg: Config) -> str:
             f'--amp replaces optim_wrapper.type, but the config sets '
             f'{current!r}; drop --amp and configure mixed precision in that '
             "wrapper, or use type='OptimWrapper'")
-    if torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if dtype == 'fp16' and not cuda:
+        raise ValueError('--amp fp16 needs CUDA (float16 with loss scaling); '
+                         'on CPU use --amp bf16')
+    if dtype == 'fp16' or (dtype == 'auto' and cuda):
         wrapper['type'] = 'AmpOptimWrapper'
         wrapper['loss_scale'] = 'dynamic'
     else:
         wrapper['type'] = 'mmpsp.BF16AutocastOptimWrapper'
-        print_log(
-            '--amp on CPU: float16 autocast with loss scaling needs CUDA, '
-            'training with bfloat16 autocast instead', logger='current')
+        if dtype == 'auto':
+            print_log(
+                '--amp on CPU: float16 autocast with loss scaling needs '
+                'CUDA, training with bfloat16 autocast instead',
+                logger='current')
     return wrapper['type']

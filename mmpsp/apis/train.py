@@ -86,7 +86,7 @@ def _add_iteration_seed_hook(cfg: Config) -> None:
 def build_train_config(config: str,
                        work_dir: Optional[str] = None,
                        cfg_options: Optional[Dict] = None,
-                       amp: bool = False,
+                       amp: Optional[str] = None,
                        resume: Optional[str] = None,
                        launcher: str = 'none',
                        channels_last: bool = False,
@@ -99,8 +99,9 @@ def build_train_config(config: str,
             default ``work_dirs/<config stem>``. Defaults to None.
         cfg_options (dict, optional): ``--cfg-options`` pairs.
             Defaults to None.
-        amp (bool): Mixed precision (see :func:`~.amp.enable_amp`).
-            Defaults to False.
+        amp (str, optional): Mixed precision: ``'auto'``, ``'fp16'`` or
+            ``'bf16'`` (see :func:`~.amp.enable_amp`); True means ``'auto'``.
+            Defaults to None (full precision).
         resume (str, optional): ``'auto'`` (latest checkpoint in the
             work_dir), a checkpoint path, or None. Defaults to None.
         launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or
@@ -115,7 +116,7 @@ def build_train_config(config: str,
     """
     cfg = load_config(config, cfg_options, work_dir, launcher)
     if amp:
-        enable_amp(cfg)
+        enable_amp(cfg, 'auto' if amp is True else amp)
     add_speed_levers(cfg, channels_last, compile)
     resolve_resume(cfg, resume)
     return cfg
