@@ -213,3 +213,20 @@ def test_add_speed_levers_and_compile_flag():
     assert head.compile_loss is True
     assert 'compile' in type(head.forward).__module__ or hasattr(
         head.forward, '_torchdynamo_orig_callable')
+
+
+def test_benchmark_data_pipeline_on_camvid(camvid_root, repo_root):
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / 'tools' / 'benchmark.py'), '--data',
+         str(repo_root / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'),
+         '--workers', '0', '--batches', '2', '--cfg-options',
+         f'train_dataloader.dataset.data_root={camvid_root}'],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = [line for line in proc.stdout.splitlines()
+           if line.startswith('| 0 |')]
+    assert len(row) == 1
+    workers, batch, s_per_batch, img_s = [
+        float(x) for x in row[0].strip('|').split('|')]
+    assert batch == 8 and s_per_batch > 0
+    assert img_s == pytest.approx(batch / s_per_batch, rel=0.01)

@@ -6,16 +6,21 @@ Examples:
     # a CPU smoke run at small size
     python tools/benchmark.py --device cpu --depth 18 --size 64 \\
         --batch-size 2 --steps 2 --warmup 1 --settings fp32
+    # the data pipeline of a config alone (can it keep up with the model?)
+    python tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
+        --workers 0 1 2 --cfg-options train_dataloader.dataset.data_root=...
 """
 import argparse
 import json
 
 import torch
+from mmengine.config import DictAction
 
 import mmpsp  # noqa: F401  (makes mmseg importable on mmcv-lite)
 from mmpsp.apis.benchmark import (
     SETTINGS,
     format_table,
+    measure_data_pipeline,
     run_benchmark,
     speedup_summary,
 )
@@ -39,11 +44,35 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--models', nargs='+', default=['mmseg', 'mmpsp'],
                         choices=['mmseg', 'mmpsp'])
     parser.add_argument('--json', help='also write the rows to this file')
+    parser.add_argument(
+        '--data', metavar='CONFIG',
+        help='measure this config\'s training data loader instead of the '
+        'models')
+    parser.add_argument('--workers', type=int, nargs='+', default=[0, 2],
+                        help='worker counts for --data')
+    parser.add_argument('--batches', type=int, default=20,
+                        help='timed batches for --data')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='config overrides for --data')
     return parser.parse_args()
+
+
+def benchmark_data(args: argparse.Namespace) -> None:
+    print(f'data pipeline of {args.data} (train_dataloader, '
+          f'{args.batches} batches after 3 warm-up)')
+    print('| workers | batch | s/batch | img/s |\n|---|---|---|---|')
+    for workers in args.workers:
+        row = measure_data_pipeline(args.data, workers, args.batches,
+                                    cfg_options=args.cfg_options)
+        print(f"| {row['num_workers']} | {row['batch_size']} | "
+              f"{row['s_per_batch']:.4f} | {row['img_s']:.1f} |")
 
 
 def main() -> None:
     args = parse_args()
+    if args.data:
+        benchmark_data(args)
+        return
     device = torch.device(args.device)
     if device.type == 'cuda':
         if not torch.cuda.is_available():
