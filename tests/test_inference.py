@@ -10,7 +10,12 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
-from mmpsp.apis.inference import blend, init_segmentor, list_images
+from mmpsp.apis.inference import (
+    blend,
+    init_segmentor,
+    list_images,
+    segment_images,
+)
 from mmpsp.datasets.synthetic import CLASSES, PALETTE, generate_scenes_demo
 from mmpsp.registry import DATASETS, MODELS
 
@@ -121,6 +126,17 @@ def test_single_file_and_bad_paths(checkpoint, tmp_path):
         list_images([str(tmp_path / 'no_such.png')])
     with pytest.raises(FileNotFoundError, match='holds no image'):
         list_images([str(tmp_path)])
+
+
+def test_inputs_sharing_a_stem_are_refused(checkpoint, tmp_path):
+    first = sorted(checkpoint['expected'])[0]
+    copy = tmp_path / 'other' / first.rsplit('/', 1)[1]
+    copy.parent.mkdir()
+    copy.write_bytes(open(first, 'rb').read())
+    with pytest.raises(ValueError, match='share a file name stem'):
+        segment_images([first, str(copy)], checkpoint['config'],
+                       checkpoint['checkpoint'], str(tmp_path / 'out'))
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a CPU-only box')

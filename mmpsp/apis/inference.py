@@ -8,6 +8,7 @@ model.
 """
 import os
 import os.path as osp
+from collections import Counter
 from typing import Dict, List, Sequence, Union
 
 import cv2
@@ -151,18 +152,31 @@ def segment_images(inputs: Sequence[str],
     Returns:
         list[dict[str, str]]: Per image, ``image``, ``mask`` and
         ``overlay`` paths.
+
+    Raises:
+        ValueError: ``opacity`` is out of range, or two inputs share a
+            stem (their outputs would overwrite each other).
     """
     if not 0 < opacity <= 1:
         raise ValueError(f'opacity={opacity}; use a value in (0, 1]')
     images = list_images(inputs)
+    stems = [osp.splitext(osp.basename(path))[0] for path in images]
+    # Outputs are named by stem: two inputs with one stem (a.jpg and a.png,
+    # or a.png in two folders) would overwrite each other's results.
+    counts = Counter(stems)
+    clashes = [p for p, stem in zip(images, stems) if counts[stem] > 1]
+    if clashes:
+        raise ValueError(
+            f'inputs {clashes} share a file name stem, so their outputs in '
+            f'{out_dir} would overwrite each other; segment them in '
+            'separate runs with different --out folders')
     model = init_segmentor(config, checkpoint, device)
     palette = model.dataset_meta['palette']
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for path in images:
+    for path, stem in zip(images, stems):
         mask = colour_mask(predict(model, path), palette)[..., ::-1]
         overlay = blend(cv2.imread(path, cv2.IMREAD_COLOR), mask, opacity)
-        stem = osp.splitext(osp.basename(path))[0]
         paths = dict(
             image=path,
             mask=osp.join(out_dir, f'{stem}_mask.png'),
