@@ -216,6 +216,25 @@ def test_tool_rejects_dynamic_shapes(repo_root, small_model, tmp_path):
     assert not (tmp_path / 'x.onnx').exists()
 
 
+def test_tool_rejects_checkpoint_for_other_classes(repo_root, small_model,
+                                                   tmp_path):
+    state_dict = dict(small_model.state_dict())
+    for key in ('decode_head.conv_seg.weight', 'decode_head.conv_seg.bias'):
+        state_dict[key] = state_dict[key][:5].clone()
+    checkpoint = tmp_path / 'r18_5_classes.pth'
+    torch.save(dict(state_dict=state_dict), checkpoint)
+    run = subprocess.run(
+        [sys.executable, 'tools/deployment/pytorch2onnx.py',
+         str(repo_root / R18_CONFIG), str(checkpoint),
+         '--shape', '64', '64', '--out', str(tmp_path / 'x.onnx')],
+        cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert 'does not fit the model' in run.stderr
+    assert 'model.decode_head.num_classes=5' in run.stderr
+    assert 'Traceback' not in run.stderr
+    assert not (tmp_path / 'x.onnx').exists()
+
+
 def test_rejects_slide_inference(small_model):
     small_model.test_cfg = dict(mode='slide', crop_size=(64, 64),
                                 stride=(32, 32))

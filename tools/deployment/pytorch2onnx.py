@@ -12,6 +12,7 @@ import sys
 from mmengine.config import DictAction
 
 import mmpsp  # noqa: F401  (before mmseg.models, see mmpsp/compat.py)
+from mmpsp.apis.checkpoint import CheckpointMismatchError
 from mmpsp.deploy import (
     DEFAULT_OPSET,
     OUTPUTS,
@@ -72,7 +73,9 @@ def main() -> int:
             export_torchscript(model, args.shape, args.torchscript,
                                args.output)
             print(f'wrote {args.torchscript}')
-    except ExportError as error:
+    except (ExportError, CheckpointMismatchError, FileNotFoundError) as error:
+        # Settings, checkpoints and files the user named: the message says
+        # what to change, a traceback would add nothing.
         print(f'error: {error}', file=sys.stderr)
         return 2
     return 0
