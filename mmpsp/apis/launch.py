@@ -13,7 +13,7 @@ import datetime
 import os
 import os.path as osp
 import subprocess
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as torch_dist
@@ -263,17 +263,15 @@ def set_local_rank(local_rank: int) -> None:
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
 
 
-def add_launch_args(parser: argparse.ArgumentParser,
-                    launchers: Sequence[str] = LAUNCHERS) -> None:
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--launcher`` and ``--local_rank`` to a tool's argument parser.
 
     Args:
         parser (argparse.ArgumentParser): The tool's parser.
-        launchers (Sequence[str]): Accepted launcher names.
     """
     parser.add_argument(
         '--launcher',
-        choices=list(launchers),
+        choices=LAUNCHERS,
         default='none',
         help='how the processes were started (tools/dist_*.sh use pytorch, '
         'tools/slurm_*.sh use slurm)')
