@@ -24,7 +24,7 @@ def enable_visualization(cfg: Config,
         wait_time (float): Seconds each shown image stays up.
             Defaults to 2.
     """
-    hook = cfg.get('default_hooks', {}).get('visualization')
+    hook = (cfg.get('default_hooks') or {}).get('visualization')
     if hook is None:
         raise KeyError(
             '--show/--show-dir need default_hooks.visualization in the '
