@@ -8,6 +8,7 @@ the way mmseg's ``LoadAnnotations`` would and reports each problem with the
 file, the value and the fix.
 """
 import copy
+import logging
 import os
 import os.path as osp
 import time
@@ -253,7 +254,7 @@ class _DatasetChecker:
                 f'{message}. Run tools/check_dataset.py with '
                 '--on-corrupt skip to list every unreadable file at once')
         print_log(f'skipping unreadable file {path}: {err}',
-                  logger=self.logger, level=30)
+                  logger=self.logger, level=logging.WARNING)
         self.issues.add('corrupt', 'unreadable files (skipped); re-export '
                         'or delete them with their image/label partner',
                         path)
