@@ -20,8 +20,8 @@ from mmpsp.registry import OPTIM_WRAPPERS
 
 # Wrappers --amp may replace; anything else is a deliberate choice to keep.
 _PLAIN_WRAPPERS = ('OptimWrapper', 'mmengine.OptimWrapper')
-_AMP_WRAPPERS = ('AmpOptimWrapper', 'mmpsp.BF16AutocastOptimWrapper',
-                 'BF16AutocastOptimWrapper')
+_AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper',
+                 'mmpsp.BF16AutocastOptimWrapper', 'BF16AutocastOptimWrapper')
 
 
 @OPTIM_WRAPPERS.register_module()
