@@ -287,6 +287,12 @@ def test_pretrained_resolution_and_offline_message(tmp_path, monkeypatch):
         check_pretrained(cfg, offline=False)
 
 
+def test_pretrained_local_path_expands_home():
+    # mmengine's local loader expands ``~``; a cached file there is found.
+    assert resolve_checkpoint('~/weights.pth') == (
+        None, str(Path('~/weights.pth').expanduser()))
+
+
 def _normalise(x):
     """Drop spellings that differ from mmseg's but build the same thing."""
     if isinstance(x, dict):

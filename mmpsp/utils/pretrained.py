@@ -90,7 +90,8 @@ def resolve_checkpoint(
                                     filename)
     if '://' in checkpoint:
         return None, None
-    return None, checkpoint
+    # mmengine's local loader expands ``~`` too.
+    return None, osp.expanduser(checkpoint)
 
 
 def _reachable(url: str, timeout: float) -> bool:
