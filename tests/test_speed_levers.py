@@ -230,3 +230,16 @@ def test_benchmark_data_pipeline_on_camvid(camvid_root, repo_root):
         float(x) for x in row[0].strip('|').split('|')]
     assert batch == 8 and s_per_batch > 0
     assert img_s == pytest.approx(batch / s_per_batch, rel=0.01)
+
+
+def test_benchmark_data_pipeline_names_a_short_loader(camvid_root,
+                                                      repo_root):
+    from mmpsp.apis.benchmark import measure_data_pipeline
+    options = {
+        'train_dataloader.dataset.data_root': camvid_root,
+        'train_dataloader.sampler': dict(type='DefaultSampler', shuffle=False)
+    }
+    with pytest.raises(ValueError, match='ran out after fewer than 1003'):
+        measure_data_pipeline(
+            str(repo_root / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'),
+            num_workers=0, batches=1000, cfg_options=options)

@@ -7,7 +7,7 @@ forward, losses, backward, optimizer step; inputs already on the device, so
 no data loading) and batch-1 inference through ``model.predict``.
 """
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -38,7 +38,6 @@ class Measurement:
     train_img_s: float
     infer_fps: float
     peak_mem_gib: Optional[float]
-    extra: Dict[str, str] = field(default_factory=dict)
 
 
 def make_batch(batch_size: int, size: int, num_classes: int,
@@ -303,11 +302,20 @@ def measure_data_pipeline(config: str,
         loader = Runner.build_dataloader(loader_cfg, seed=0)
     batch_size = loader_cfg.batch_size
     batches_iter = iter(loader)
-    for _ in range(warmup):
-        next(batches_iter)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(batches_iter)
+    try:
+        for _ in range(warmup):
+            next(batches_iter)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(batches_iter)
+    except StopIteration:
+        # Only a finite sampler ends; mmseg's training configs use
+        # InfiniteSampler.
+        raise ValueError(
+            f'{config}: train_dataloader ran out after fewer than '
+            f'{warmup + batches} batches ({warmup} warm-up + {batches} '
+            f'timed); lower --batches, use more data or an InfiniteSampler'
+        ) from None
     seconds = (time.perf_counter() - start) / batches
     return dict(num_workers=num_workers, batch_size=batch_size,
                 s_per_batch=seconds, img_s=batch_size / seconds)
