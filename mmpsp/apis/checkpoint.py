@@ -208,6 +208,16 @@ def mismatch_message(report: CheckpointReport, limit: int = 10) -> str:
     return '\n'.join(lines)
 
 
+def _refuse_or_log(report: CheckpointReport, strict: bool) -> None:
+    """Raise on a partial fit when ``strict``, else log it as a warning."""
+    if report.complete:
+        return
+    if strict:
+        raise CheckpointMismatchError(mismatch_message(report))
+    print_log(
+        mismatch_message(report), logger='current', level=logging.WARNING)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     # Checkpoints hold the bare segmentor's weights, also under DDP or TTA.
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
@@ -269,12 +279,7 @@ def load_checkpoint_checked(
     state_dict = _state_dict(checkpoint, revise_keys)
     report = compare_state_dict(model, state_dict, filename)
     report.dataset_meta = dataset_meta_from_checkpoint(checkpoint)
-    if not report.complete:
-        if strict:
-            raise CheckpointMismatchError(mismatch_message(report))
-        print_log(
-            mismatch_message(report), logger='current',
-            level=logging.WARNING)
+    _refuse_or_log(report, strict)
     names_fit = _class_names_fit(model, report.dataset_meta, filename,
                                  strict)
     skip = {key for key, _, _ in report.mismatched}
@@ -323,12 +328,7 @@ class CheckpointCheckHook(Hook):
         filename = str(runner._load_from or '<checkpoint>')
         state_dict = _state_dict(checkpoint, self.revise_keys)
         report = compare_state_dict(model, state_dict, filename)
-        if not report.complete:
-            if self.strict:
-                raise CheckpointMismatchError(mismatch_message(report))
-            print_log(
-            mismatch_message(report), logger='current',
-            level=logging.WARNING)
+        _refuse_or_log(report, self.strict)
         dataset_meta = dataset_meta_from_checkpoint(checkpoint)
         if dataset_meta is not None and _class_names_fit(
                 model, dataset_meta, filename, self.strict):
