@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
 from torch import nn
 
 from mmpsp.registry import HOOKS
@@ -45,9 +46,9 @@ class NonFiniteLossHook(Hook):
     priority = 'VERY_HIGH'
 
     def after_train_iter(self,
-                         runner,
+                         runner: Runner,
                          batch_idx: int,
-                         data_batch=None,
+                         data_batch: Optional[dict] = None,
                          outputs: Optional[dict] = None) -> None:
         """Raise :class:`NonFiniteLossError` if a loss term is not finite.
 
@@ -102,7 +103,7 @@ class LabelRangeHook(Hook):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         """Take ``num_classes`` and ``ignore_index`` from the decode head.
 
         Args:
@@ -153,8 +154,8 @@ class LabelRangeHook(Hook):
                     'tools/check_dataset.py CONFIG for every such file and '
                     'the fix')
 
-    def before_train_iter(self, runner, batch_idx: int,
-                          data_batch=None) -> None:
+    def before_train_iter(self, runner: Runner, batch_idx: int,
+                          data_batch: Optional[dict] = None) -> None:
         """Check a training batch.
 
         Args:
@@ -164,12 +165,12 @@ class LabelRangeHook(Hook):
         """
         self._check(data_batch, f'train iteration {runner.iter + 1}')
 
-    def before_val_iter(self, runner, batch_idx: int,
-                        data_batch=None) -> None:
+    def before_val_iter(self, runner: Runner, batch_idx: int,
+                        data_batch: Optional[dict] = None) -> None:
         """Check a validation batch (same arguments as training)."""
         self._check(data_batch, f'val batch {batch_idx + 1}')
 
-    def before_test_iter(self, runner, batch_idx: int,
-                         data_batch=None) -> None:
+    def before_test_iter(self, runner: Runner, batch_idx: int,
+                         data_batch: Optional[dict] = None) -> None:
         """Check a test batch (same arguments as training)."""
         self._check(data_batch, f'test batch {batch_idx + 1}')

@@ -17,9 +17,11 @@ channels_last=True, compile=True)]``, or with ``tools/train.py
 from typing import Optional
 
 import torch
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
 from torch import nn
 
 from mmpsp.registry import HOOKS
@@ -76,14 +78,20 @@ class SpeedLeversHook(Hook):
         self.channels_last = channels_last
         self.compile = compile
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
+        """Apply the levers to ``runner.model`` and log them.
+
+        Args:
+            runner (Runner): The runner.
+        """
         apply_speed_levers(runner.model, self.channels_last, self.compile)
         print_log(
             f'speed levers: channels_last={self.channels_last}, '
             f'compile={self.compile}', logger='current')
 
 
-def add_speed_levers(cfg, channels_last: bool = False,
+def add_speed_levers(cfg: Config,
+                     channels_last: bool = False,
                      compile: bool = False) -> Optional[dict]:
     """Add a :class:`SpeedLeversHook` to ``cfg.custom_hooks`` if asked for.
 
