@@ -65,7 +65,9 @@ def sigmoid_focal_loss(input: Tensor,
             every class.
         gamma (float): Focusing parameter. Defaults to 2.0.
         alpha (float): Weight of the positive class. Defaults to 0.25.
-        weight (Tensor, optional): Per-sample weight of shape (N, ).
+        weight (Tensor, optional): Per-class weight of shape (C, ); as in
+            mmcv's kernel, sample ``n`` is scaled by ``weight[target[n]]``,
+            so every target must then lie in ``[0, C)``. mmseg passes None.
             Defaults to None.
         reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
 
@@ -84,7 +86,18 @@ def sigmoid_focal_loss(input: Tensor,
     loss = F.binary_cross_entropy_with_logits(
         input, one_hot, reduction='none') * focal
     if weight is not None:
-        loss = loss * weight.view(-1, 1)
+        if weight.shape != (num_classes, ):
+            raise ValueError(
+                f'weight has shape {tuple(weight.shape)}; mmcv\'s '
+                'sigmoid_focal_loss takes one weight per class, shape '
+                f'({num_classes}, )')
+        if bool(((target < 0) | (target >= num_classes)).any()):
+            raise ValueError(
+                'weight is indexed by target, so targets must lie in '
+                f'[0, {num_classes}); got a background or ignored target. '
+                'Pass weight=None and weight the returned '
+                "reduction='none' loss instead")
+        loss = loss * weight[target.long()].view(-1, 1)
     if reduction == 'mean':
         # mmcv's kernel divides the summed loss by the number of samples.
         return loss.sum() / input.size(0)

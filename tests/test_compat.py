@@ -63,22 +63,40 @@ def test_full_mmcv_left_unchanged():
 
 
 @pytest.mark.parametrize('reduction', ['none', 'mean', 'sum'])
-def test_sigmoid_focal_loss_matches_mmseg_python_version(reduction):
+@pytest.mark.parametrize('class_weighted', [False, True])
+def test_sigmoid_focal_loss_matches_mmseg_python_version(
+        reduction, class_weighted):
     from mmseg.models.losses.focal_loss import py_sigmoid_focal_loss
     torch.manual_seed(0)
     logits = torch.randn(7, 5)
-    target = torch.tensor([0, 4, 2, 5, 1, 3, 5])  # 5 = background
-    weight = torch.rand(7)
+    if class_weighted:
+        # mmcv's kernel scales sample n by weight[target[n]].
+        target = torch.tensor([0, 4, 2, 3, 1, 3, 0])
+        weight = torch.rand(5)
+        sample_weight = weight[target]
+    else:
+        target = torch.tensor([0, 4, 2, 5, 1, 3, 5])  # 5 = background
+        weight = sample_weight = None
     ours = compat.sigmoid_focal_loss(logits, target, 2.0, 0.25, weight,
                                      reduction)
     one_hot = torch.nn.functional.one_hot(target, 6)[:, :5].float()
-    ref = py_sigmoid_focal_loss(logits, one_hot, weight=weight, gamma=2.0,
-                                alpha=0.25, reduction='none')
+    ref = py_sigmoid_focal_loss(logits, one_hot, weight=sample_weight,
+                                gamma=2.0, alpha=0.25, reduction='none')
     if reduction == 'mean':
         ref = ref.sum() / logits.size(0)
     elif reduction == 'sum':
         ref = ref.sum()
     torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_sigmoid_focal_loss_rejects_weights_mmcv_cannot_index():
+    logits = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r'one weight per class, shape'):
+        compat.sigmoid_focal_loss(logits, torch.tensor([0, 1, 2]),
+                                  weight=torch.ones(3))
+    with pytest.raises(ValueError, match=r'targets must lie in \[0, 4\)'):
+        compat.sigmoid_focal_loss(logits, torch.tensor([0, 4, 2]),
+                                  weight=torch.ones(4))
 
 
 def test_sigmoid_focal_loss_rejects_bad_reduction():
