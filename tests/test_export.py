@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import randomize_norms
 from mmseg.models import SegTTAModel
 from torch import nn
 
@@ -31,17 +32,6 @@ R18_CONFIG = 'configs/pspnet_r18-d8_camvid-360x480.py'
 R50_CONFIG = 'configs/pspnet_r50-d8_ade20k.py'
 # Max |logit diff| and share of pixels with the same class, ONNX vs PyTorch.
 ATOL, MIN_AGREEMENT = 1e-4, 0.999
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give BN trained-looking statistics so eval mode is not identity."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.running_mean.uniform_(-0.2, 0.2, generator=generator)
-                module.running_var.uniform_(0.5, 2.0, generator=generator)
-    return model
 
 
 @pytest.mark.parametrize('in_size', [(23, 17), (64, 64), (45, 60)])
@@ -94,7 +84,7 @@ def _image(shape, seed=3):
 def test_onnx_r50_d8_matches_pytorch(repo_root, tmp_path):
     # 256x256 instead of 512x512: R50-D8 runs 4 times here (pooling probe,
     # trace, reference, onnxruntime) and the CI machine has 2 cores.
-    model = _randomize_bn(
+    model = randomize_norms(
         build_segmentor(
             str(repo_root / R50_CONFIG),
             cfg_options={'model.backbone.init_cfg': None}))
@@ -111,7 +101,7 @@ SMALL = (97, 131)
 
 @pytest.fixture(scope='module')
 def small_model(repo_root):
-    return _randomize_bn(build_segmentor(str(repo_root / R18_CONFIG)))
+    return randomize_norms(build_segmentor(str(repo_root / R18_CONFIG)))
 
 
 @pytest.fixture(scope='module')
