@@ -242,6 +242,16 @@ def test_resume_with_nothing_to_resume_warns(tmp_path):
     assert cfg.resume is False and cfg.load_from is None
 
 
+def test_resume_with_nothing_to_resume_keeps_load_from(tmp_path):
+    """A requeued fine-tuning job passes --resume from its first start:
+    until a checkpoint exists, load_from initialises the run."""
+    pretrained = str(tmp_path / 'pretrained.pth')
+    cfg = Config(dict(work_dir=str(tmp_path / 'work'), load_from=pretrained))
+    with pytest.warns(NothingToResumeWarning, match='pretrained.pth'):
+        assert resolve_resume(cfg, 'auto') is None
+    assert cfg.resume is False and cfg.load_from == pretrained
+
+
 def test_resume_picks_latest_or_named_checkpoint(tmp_path):
     cfg = Config(dict(work_dir=str(tmp_path)))
     (tmp_path / 'iter_4.pth').write_bytes(b'')

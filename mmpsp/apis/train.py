@@ -32,7 +32,9 @@ def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
         resume (str, optional): ``'auto'`` for the latest checkpoint in
             ``cfg.work_dir``, or a checkpoint path. None follows the
             config: ``resume=True`` with ``load_from`` resumes from that
-            file, without it as ``'auto'``.
+            file, without it as ``'auto'``. When ``'auto'`` finds nothing,
+            training starts fresh and ``load_from`` (if any) is kept as
+            the initial weights.
 
     Returns:
         str or None: The checkpoint training resumes from, None when it
@@ -58,15 +60,19 @@ def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
         return resume
     latest = find_latest_checkpoint(cfg.work_dir)
     if latest is None:
+        # The config's load_from (weights to fine-tune from) still
+        # initialises the fresh run, as it would have without --resume.
+        init = cfg.get('load_from')
         warnings.warn(
             f'--resume: no checkpoint to resume from in work_dir '
             f'{osp.abspath(cfg.work_dir)} (no last_checkpoint file and no '
-            '*.pth); training starts from iteration 0. Pass --work-dir of '
-            'the interrupted run or --resume PATH to resume.',
+            '*.pth); training starts from iteration 0'
+            + (f' with the weights of load_from={init!r}' if init else '') +
+            '. Pass --work-dir of the interrupted run or --resume PATH to '
+            'resume.',
             NothingToResumeWarning,
             stacklevel=2)
         cfg.resume = False
-        cfg.load_from = None
         return None
     cfg.resume = True
     cfg.load_from = latest
