@@ -165,6 +165,40 @@ def test_label_out_of_range_mid_run_names_the_file(data, tmp_path):
     assert f'num_classes={NUM}' in message and 'ignore_index=255' in message
 
 
+def test_label_guard_sees_through_tta_model_and_views():
+    """Under --tta the segmentor sits in SegTTAModel.module and a batch holds
+    one list of samples per augmented view."""
+    from types import SimpleNamespace
+
+    from mmengine.structures import PixelData
+    from mmseg.models import SegTTAModel
+    from mmseg.structures import SegDataSample
+
+    from mmpsp.engine import LabelRangeHook
+
+    class Segmentor(torch.nn.Module):
+        decode_head = SimpleNamespace(num_classes=NUM, ignore_index=255)
+
+        def test_step(self, data):
+            return []
+
+    segmentor = Segmentor()
+    hook = LabelRangeHook()
+    hook.before_run(SimpleNamespace(model=SegTTAModel(module=segmentor)))
+    assert hook.num_classes == NUM
+
+    def view(value: int) -> list:
+        sample = SegDataSample(metainfo=dict(seg_map_path='x.png'))
+        label = torch.zeros(1, 4, 4, dtype=torch.int64)
+        label[0, 0, 0] = value
+        sample.gt_sem_seg = PixelData(data=label)
+        return [sample]
+
+    hook.before_test_iter(None, 0, dict(data_samples=[view(0), view(255)]))
+    with pytest.raises(LabelValueError, match=r'\[9\] in x.png'):
+        hook.before_test_iter(None, 0, dict(data_samples=[view(0), view(9)]))
+
+
 @HOOKS.register_module(name='TestPoisonWeightsHook', force=True)
 class PoisonWeightsHook(Hook):
     """Sets the auxiliary classifier to NaN after iteration ``at``."""

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import Runner
 from torch import nn
 
@@ -109,8 +109,11 @@ class LabelRangeHook(Hook):
         Args:
             runner (Runner): The runner.
         """
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = runner.model
+        # DDP wrappers and --tta's SegTTAModel both hold the segmentor in
+        # ``module``.
+        while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
         head = getattr(model, 'decode_head', None)
         if isinstance(head, (list, tuple, nn.ModuleList)):
             head = head[-1]  # cascade decoders predict with the last
@@ -139,7 +142,11 @@ class LabelRangeHook(Hook):
     def _check(self, data_batch, where: str) -> None:
         if self.num_classes is None or not isinstance(data_batch, dict):
             return
-        for sample in data_batch.get('data_samples') or []:
+        samples = []
+        for item in data_batch.get('data_samples') or []:
+            # Test-time augmentation batches hold one list per view.
+            samples += item if isinstance(item, (list, tuple)) else [item]
+        for sample in samples:
             gt = getattr(sample, 'gt_sem_seg', None)
             if gt is None:
                 continue
