@@ -115,7 +115,7 @@ def mmpsp_pspnet_config(depth: int = 50,
     return model
 
 
-def build_segmentor(model_cfg: Dict) -> nn.Module:
+def build_in_mmseg_scope(model_cfg: Dict) -> nn.Module:
     """Build a segmentor config in the mmseg scope.
 
     Plain names resolve to mmseg's modules even when the current default
@@ -133,17 +133,6 @@ def build_segmentor(model_cfg: Dict) -> nn.Module:
         return MODELS.build(copy.deepcopy(model_cfg))
 
 
-def copy_state_dict(src: nn.Module, dst: nn.Module) -> None:
-    """Copy every parameter and buffer of ``src`` into ``dst`` (strict).
-
-    Args:
-        src (nn.Module): Source model.
-        dst (nn.Module): Model with the same parameter and buffer names and
-            shapes.
-    """
-    dst.load_state_dict(src.state_dict(), strict=True)
-
-
 def build_pspnet_pair(depth: int = 50,
                       num_classes: int = 19,
                       output_stride: int = 8) -> Tuple[nn.Module, nn.Module]:
@@ -158,9 +147,9 @@ def build_pspnet_pair(depth: int = 50,
         tuple[nn.Module, nn.Module]: ``(mmseg_model, mmpsp_model)``, the
         second loaded from the first's state dict with ``strict=True``.
     """
-    reference = build_segmentor(
+    reference = build_in_mmseg_scope(
         mmseg_pspnet_config(depth, num_classes, output_stride))
-    model = build_segmentor(
+    model = build_in_mmseg_scope(
         mmpsp_pspnet_config(depth, num_classes, output_stride))
-    copy_state_dict(reference, model)
+    model.load_state_dict(reference.state_dict(), strict=True)
     return reference, model
