@@ -1,7 +1,7 @@
 """Benchmark mmpsp's PSPNet against mmseg's own, side by side in one run.
 
 Examples:
-    # the README's GPU table (H100: ~2 minutes)
+    # GPU: R50-D8, 150 classes, 512x512, batch 16, every setting
     python tools/benchmark.py --device cuda
     # a CPU smoke run at small size
     python tools/benchmark.py --device cpu --depth 18 --size 64 \\
