@@ -32,6 +32,8 @@ from mmpsp.apis import (
     resolve_resume,
 )
 from mmpsp.apis.iter_seed import iteration_seed
+from mmpsp.engine import ConfigCheckError
+from mmpsp.engine.preflight import check_class_counts
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'
@@ -267,6 +269,17 @@ def test_missing_checkpoint_or_config_is_named(tmp_path):
         build_test_config(str(CONFIG), str(tmp_path / 'nope.pth'))
     with pytest.raises(FileNotFoundError, match='nope.py'):
         build_train_config(str(tmp_path / 'nope.py'))
+
+
+def test_tta_config_keeps_the_head_checks(tmp_path):
+    checkpoint = tmp_path / 'x.pth'
+    checkpoint.write_bytes(b'')
+    cfg = build_test_config(
+        str(CONFIG), str(checkpoint), tta=True,
+        cfg_options={'model.decode_head.num_classes': 12})
+    assert cfg.model.type == 'SegTTAModel'
+    with pytest.raises(ConfigCheckError, match='decode_head.num_classes=12'):
+        check_class_counts(cfg)
 
 
 def test_tta_without_tta_pipeline_is_refused(tmp_path):

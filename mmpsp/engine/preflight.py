@@ -68,6 +68,9 @@ def check_data_roots(cfg: Config, splits: Sequence[str] = SPLITS) -> None:
 def _heads(cfg: Config) -> List[Tuple[str, ConfigDict]]:
     """``(config key, head config)`` for the decode and auxiliary heads."""
     model = cfg.get('model') or {}
+    # --tta wraps the segmentor config in tta_model's ``module``.
+    if 'decode_head' not in model and isinstance(model.get('module'), dict):
+        model = model['module']
     found = []
     for name in ('decode_head', 'auxiliary_head'):
         head = model.get(name)
