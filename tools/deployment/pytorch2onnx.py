@@ -65,9 +65,11 @@ def main() -> int:
               f'{args.shape[1]}, output {args.output})')
         if args.verify:
             result = verify_onnx(args.out, wrapper)
-            print(f'onnxruntime vs PyTorch: max |logit diff| '
-                  f'{result["max_abs_diff"]:.3g} (max |logit| '
-                  f'{result["max_abs_logit"]:.3g}), same class on '
+            # A mask output has no logits to compare (NaN in the result).
+            logits = ('' if args.output == 'mask' else
+                      f'max |logit diff| {result["max_abs_diff"]:.3g} '
+                      f'(max |logit| {result["max_abs_logit"]:.3g}), ')
+            print(f'onnxruntime vs PyTorch: {logits}same class on '
                   f'{result["argmax_agreement"]:.4%} of pixels')
         if args.torchscript:
             export_torchscript(model, args.shape, args.torchscript,
