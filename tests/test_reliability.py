@@ -354,3 +354,20 @@ def test_failing_process_exits_despite_live_thread(tmp_path):
     assert proc.returncode == 1
     assert '[rank1]: ValueError: bad sample /data/x.png' in proc.stderr
     assert 'rank 1 failed with ValueError' in proc.stderr
+
+
+def test_slurm_launcher_gets_fail_fast_before_world_size_exists(tmp_path):
+    # srun exports SLURM_NTASKS, not WORLD_SIZE, when preflight runs.
+    script = textwrap.dedent('''
+        import sys
+        from mmengine.config import Config
+        from mmpsp.engine import preflight
+        preflight(Config(dict(launcher='slurm')), check_files=False)
+        print(sys.excepthook is not sys.__excepthook__)
+    ''')
+    env = {k: v for k, v in os.environ.items() if k != 'WORLD_SIZE'}
+    proc = subprocess.run(
+        [sys.executable, '-c', script], cwd=REPO, capture_output=True,
+        text=True, timeout=120, env=dict(env, SLURM_NTASKS='2'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == 'True'

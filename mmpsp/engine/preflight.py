@@ -273,7 +273,8 @@ def preflight(cfg: Config,
 
     Runs the config checks, switches checkpoints to atomic writes, adds the
     non-finite-loss and label-range guards, makes a failing rank exit at
-    once under ``torchrun`` and, unless ``check_files=False``, checks a
+    once in a multi-process job (``cfg.launcher`` other than ``'none'``, or
+    ``WORLD_SIZE > 1``) and, unless ``check_files=False``, checks a
     bounded sample of the data files (:func:`check_data`).
 
     Args:
@@ -295,6 +296,8 @@ def preflight(cfg: Config,
     check_ignore_index(cfg)
     use_safe_checkpoints(cfg)
     add_guard_hooks(cfg)
-    install_fail_fast()
+    # Under Slurm or MPI, WORLD_SIZE is exported only later (by
+    # prepare_launch or mmengine's launcher): the launcher says it already.
+    install_fail_fast(force=cfg.get('launcher', 'none') != 'none')
     if check_files:
         check_data(cfg, splits=splits)
