@@ -331,6 +331,15 @@ def test_amp_fp16_on_cpu_says_what_to_use():
         enable_amp(cfg, 'fp8')
 
 
+def test_amp_dtype_conflicting_with_config_wrapper_is_refused():
+    cfg = _plain_wrapper_cfg()
+    enable_amp(cfg, 'bf16')
+    with pytest.raises(ValueError, match='another precision'):
+        enable_amp(cfg, 'fp16')
+    assert enable_amp(cfg, 'bf16') == 'mmpsp.BF16AutocastOptimWrapper'
+    assert enable_amp(cfg) == 'mmpsp.BF16AutocastOptimWrapper'
+
+
 def test_amp_refuses_a_custom_wrapper():
     cfg = Config(dict(optim_wrapper=dict(type='MyWrapper')))
     with pytest.raises(ValueError, match='MyWrapper'):
@@ -364,3 +373,22 @@ def test_config_resume_true_without_checkpoint_also_warns(tmp_path):
         assert resolve_resume(cfg, None) is None
     cfg = Config(dict(work_dir=str(tmp_path), resume=False, load_from=None))
     assert resolve_resume(cfg, None) is None and cfg.resume is False
+
+
+def test_train_fails_early_when_pretrained_weights_are_missing(tmp_path):
+    missing = tmp_path / 'resnet18_v1c.pth'
+    config = tmp_path / 'pretrained.py'
+    config.write_text(
+        f"_base_ = '{CONFIG}'\n"
+        'model = dict(backbone=dict(init_cfg=dict(_delete_=True, '
+        'type="Pretrained", '
+        f'checkpoint="{missing}")))\n')
+    out = run_tool([
+        sys.executable, TOOLS / 'train.py', config, '--work-dir',
+        tmp_path / 'work'
+    ], expect_rc=1)
+    assert 'PretrainedWeightsError' in out
+    assert f'model.backbone.init_cfg.checkpoint={str(missing)!r}' in out
+    assert '--cfg-options model.backbone.init_cfg=None' in out
+    # It stopped before the Runner: nothing was trained or written.
+    assert not list((tmp_path / 'work').rglob('*.pth'))

@@ -73,6 +73,14 @@ def enable_amp(cfg: Config, dtype: str = 'auto') -> str:
                        'optimizer=...)')
     current = wrapper.get('type', 'OptimWrapper')
     if current in _AMP_WRAPPERS:
+        is_bf16 = 'BF16' in current or str(wrapper.get('dtype')) in (
+            'bfloat16', 'torch.bfloat16')
+        if dtype != 'auto' and (dtype == 'bf16') != is_bf16:
+            raise ValueError(
+                f'--amp {dtype} asks for another precision than the '
+                f'config\'s optim_wrapper.type={current!r}; drop --amp to '
+                'keep the config\'s, or set optim_wrapper.type='
+                "'OptimWrapper' and pass --amp again")
         print_log(f'--amp: optim_wrapper.type is already {current!r}',
                   logger='current')
         return current

@@ -15,6 +15,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
+from mmpsp.engine.speed import apply_speed_levers
 from mmpsp.utils.mmseg_reference import build_pspnet_pair
 
 from .amp import BF16AutocastOptimWrapper
@@ -92,17 +93,7 @@ def _timed(fn: Callable[[], object], steps: int, warmup: int,
 def prepare(model: torch.nn.Module, device: torch.device, channels_last: bool,
             compile: bool) -> torch.nn.Module:
     """Move a segmentor to ``device`` and apply the setting's levers."""
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if compile:
-        for part in ('backbone', 'decode_head', 'auxiliary_head'):
-            module = getattr(model, part, None)
-            if module is not None:
-                module.forward = torch.compile(module.forward)
-                if hasattr(module, 'compile_loss'):
-                    module.compile_loss = True
-    return model
+    return apply_speed_levers(model.to(device), channels_last, compile)
 
 
 def measure(name: str, model: torch.nn.Module, setting: str,

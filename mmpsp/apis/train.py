@@ -10,6 +10,7 @@ from torch import nn
 
 from mmpsp.engine import preflight
 from mmpsp.engine.speed import add_speed_levers
+from mmpsp.utils.pretrained import check_pretrained
 
 from .amp import enable_amp
 from .launch import load_config, prepare_launch
@@ -141,6 +142,9 @@ def run_train(cfg: Config) -> nn.Module:
     Returns:
         nn.Module: The trained model.
     """
+    # Before datasets and workers start: offline, mmengine would fail only
+    # when it initialises the weights, with a traceback naming no config key.
+    check_pretrained(cfg)
     preflight(cfg)
     _add_iteration_seed_hook(cfg)
     prepare_launch(cfg)

@@ -10,6 +10,11 @@ network runs, not what it computes:
   heads' full-resolution loss (upsample, cross-entropy, accuracy), which is
   where mmseg's step spends most of its time.
 
+The hook applies them in ``before_run``, after the Runner has wrapped the
+model. Under DDP the gradient buckets keep the layout they were made with:
+results are the same, at the cost of a copy per bucket (PyTorch warns about
+grad strides), so channels_last pays most in single-process training.
+
 Select them in a config, ``custom_hooks = [dict(type='SpeedLeversHook',
 channels_last=True, compile=True)]``, or with ``tools/train.py
 --channels-last --compile``.
