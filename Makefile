@@ -21,6 +21,7 @@ $(STAMP): setup.py requirements.txt $(wildcard requirements/*.txt)
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
