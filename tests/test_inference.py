@@ -144,3 +144,11 @@ def test_cuda_request_without_cuda_names_the_fix(checkpoint):
     with pytest.raises(RuntimeError, match='--device cpu'):
         init_segmentor(checkpoint['config'], checkpoint['checkpoint'],
                        'cuda')
+
+
+def test_unreadable_image_is_named(checkpoint, tmp_path):
+    broken = tmp_path / 'broken.png'
+    broken.write_bytes(b'not a png')
+    with pytest.raises(ValueError, match=f'cannot read image {broken}'):
+        segment_images([str(broken)], checkpoint['config'],
+                       checkpoint['checkpoint'], str(tmp_path / 'out'))

@@ -79,16 +79,24 @@ def init_segmentor(config: Union[str, Config],
     report = load_checkpoint_checked(model, checkpoint)
     if report.dataset_meta is None:
         dataset = model.cfg.test_dataloader.dataset
-        model.dataset_meta = dict(DATASETS.get(dataset.type).METAINFO)
+        dataset_cls = DATASETS.get(dataset.type)
+        if dataset_cls is None:
+            raise KeyError(
+                f'{checkpoint} has no class names or palette in its meta, '
+                f'and the config\'s dataset type {dataset.type!r} is not '
+                'registered; import the package that defines it or use a '
+                'checkpoint saved by tools/train.py')
+        model.dataset_meta = dict(dataset_cls.METAINFO)
     return model.to(device).eval()
 
 
-def predict(model: nn.Module, image: str) -> np.ndarray:
-    """Predict the label map of one image file.
+def predict(model: nn.Module, image: Union[str, np.ndarray]) -> np.ndarray:
+    """Predict the label map of one image.
 
     Args:
         model (nn.Module): From :func:`init_segmentor`.
-        image (str): Image path.
+        image (str | np.ndarray): Image path, or a BGR ``(H, W, 3)`` uint8
+            array as ``cv2.imread`` gives.
 
     Returns:
         np.ndarray: Class indices, ``(H, W)`` int64, at the image's size.
@@ -175,8 +183,13 @@ def segment_images(inputs: Sequence[str],
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for path, stem in zip(images, stems):
-        mask = colour_mask(predict(model, path), palette)[..., ::-1]
-        overlay = blend(cv2.imread(path, cv2.IMREAD_COLOR), mask, opacity)
+        # Decoded once, here, so that an unreadable file is named.
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(
+                f'cannot read image {path}; re-export it or leave it out')
+        mask = colour_mask(predict(model, image), palette)[..., ::-1]
+        overlay = blend(image, mask, opacity)
         paths = dict(
             image=path,
             mask=osp.join(out_dir, f'{stem}_mask.png'),
