@@ -4,7 +4,7 @@ ends: same iteration, bit-identical weights and optimizer state.
 
 The CamVid config keeps its dropout (0.1 in both heads), so the resumed run
 only matches if torch's random stream is the same after the restart
-(mmpsp.apis.IterationSeedHook), not only the data order.
+(mmpsp.engine.IterationSeedHook), not only the data order.
 """
 import sys
 import textwrap

@@ -31,8 +31,8 @@ from mmpsp.apis import (
     prepare_launch,
     resolve_resume,
 )
-from mmpsp.apis.iter_seed import iteration_seed
 from mmpsp.engine import ConfigCheckError
+from mmpsp.engine.iter_seed import iteration_seed
 from mmpsp.engine.preflight import check_class_counts
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,6 @@
 from . import checkpoint  # noqa: F401  (registers CheckpointCheckHook)
 from .amp import BF16AutocastOptimWrapper, enable_amp
 from .inference import init_segmentor, segment_images
-from .iter_seed import IterationSeedHook
 from .launch import (
     init_cpu_process_group,
     load_config,
@@ -18,7 +17,7 @@ from .train import (
 )
 
 __all__ = [
-    'BF16AutocastOptimWrapper', 'NothingToResumeWarning', 'IterationSeedHook',
+    'BF16AutocastOptimWrapper', 'NothingToResumeWarning',
     'build_test_config', 'build_train_config', 'enable_amp',
     'init_segmentor', 'segment_images',
     'init_cpu_process_group', 'load_config', 'prepare_launch',

@@ -132,8 +132,8 @@ def build_train_config(config: str,
 def run_train(cfg: Config) -> nn.Module:
     """Check the config, set up this process and train.
 
-    Adds :class:`~.iter_seed.IterationSeedHook` to ``custom_hooks`` (unless
-    there), so a resumed run repeats the uninterrupted one exactly.
+    Adds :class:`~mmpsp.engine.IterationSeedHook` to ``custom_hooks``
+    (unless there), so a resumed run repeats the uninterrupted one exactly.
 
     Args:
         cfg (Config): From :func:`build_train_config`, or any mmengine

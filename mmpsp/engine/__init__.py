@@ -8,11 +8,13 @@ from .guard_hooks import (
     NonFiniteLossError,
     NonFiniteLossHook,
 )
+from .iter_seed import IterationSeedHook
 from .preflight import ConfigCheckError, preflight
 from .speed import SpeedLeversHook, add_speed_levers, apply_speed_levers
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'ConfigCheckError',
+    'IterationSeedHook',
     'DataCheckError', 'DataReport', 'Issue', 'LabelRangeHook',
     'LabelValueError', 'NonFiniteLossError', 'NonFiniteLossHook',
     'SpeedLeversHook', 'add_speed_levers', 'apply_speed_levers',
