@@ -243,3 +243,64 @@ def test_benchmark_data_pipeline_names_a_short_loader(camvid_root,
         measure_data_pipeline(
             str(repo_root / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'),
             num_workers=0, batches=1000, cfg_options=options)
+
+
+def test_channels_last_is_the_config_default_and_can_be_turned_off():
+    from mmpsp.apis import build_train_config
+    config = 'configs/pspnet_r18-d8_camvid-360x480.py'
+
+    def levers(cfg):
+        return [h for h in cfg.custom_hooks
+                if h['type'] == 'mmpsp.SpeedLeversHook']
+
+    on = build_train_config(config)
+    assert levers(on) == [dict(type='mmpsp.SpeedLeversHook',
+                               channels_last=True, compile=False)]
+    off = build_train_config(config, channels_last=False, compile=True)
+    # The config's entry changes; no second hook is appended.
+    assert levers(off) == [dict(type='mmpsp.SpeedLeversHook',
+                                channels_last=False, compile=True)]
+
+
+def test_train_tool_parses_no_channels_last(monkeypatch):
+    sys.path.insert(0, 'tools')
+    try:
+        import train as train_tool
+    finally:
+        sys.path.pop(0)
+    for argv, expected in ((['--no-channels-last'], False),
+                           (['--channels-last'], True), ([], None)):
+        monkeypatch.setattr(sys, 'argv', ['train.py', 'cfg.py'] + argv)
+        assert train_tool.parse_args().channels_last is expected
+
+
+def test_pin_memory_only_with_cuda(monkeypatch):
+    from mmengine.config import Config
+
+    from mmpsp.engine import pin_memory_on_cuda
+
+    def config():
+        return Config(dict(
+            train_dataloader=dict(batch_size=2),
+            val_dataloader=dict(batch_size=1, pin_memory=False)))
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = config()
+    assert pin_memory_on_cuda(cfg) == []
+    assert 'pin_memory' not in cfg.train_dataloader
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = config()
+    assert pin_memory_on_cuda(cfg) == ['train_dataloader']
+    assert cfg.train_dataloader.pin_memory is True
+    # A loader's own choice stays.
+    assert cfg.val_dataloader.pin_memory is False
+
+
+def test_non_blocking_copies_only_for_a_cuda_model():
+    _, model = build_pspnet_pair(depth=18, num_classes=5)
+    from mmpsp.engine import apply_speed_levers
+    apply_speed_levers(model)
+    assert model.data_preprocessor._non_blocking is False
+    if torch.cuda.is_available():
+        apply_speed_levers(model.cuda())
+        assert model.data_preprocessor._non_blocking is True

@@ -26,12 +26,15 @@ def parse_args() -> argparse.Namespace:
         'loss scaling (Ampere or newer GPUs, or CPU)')
     parser.add_argument(
         '--channels-last',
-        action='store_true',
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help='channels_last memory layout (same math; faster on recent '
-        'GPUs, with --amp most of all)')
+        'GPUs, with --amp most of all). Default: the config\'s '
+        'SpeedLeversHook, on in mmpsp configs')
     parser.add_argument(
         '--compile',
         action='store_true',
+        default=None,
         help='torch.compile the network and the full-resolution loss '
         '(same math; compiling costs minutes up front)')
     parser.add_argument(

@@ -18,6 +18,14 @@ log_level = 'INFO'
 load_from = None
 resume = False
 
+# channels_last (NHWC) changes the memory layout, not the result: cuDNN's
+# fastest convolutions on recent GPUs take NHWC, and on CPU it costs
+# nothing. Turn it off with tools/train.py --no-channels-last. compile=True
+# (or --compile) adds torch.compile; see mmpsp/engine/speed.py.
+custom_hooks = [
+    dict(type='mmpsp.SpeedLeversHook', channels_last=True, compile=False)
+]
+
 # Multi-scale + flip inference (``--tta``) wraps the model in mmseg's
 # SegTTAModel and feeds it the dataset base's ``tta_pipeline``.
 tta_model = dict(type='SegTTAModel')

@@ -24,6 +24,7 @@ from .amp import BF16AutocastOptimWrapper
 # heads in torch.compile and, for mmpsp's heads, the full-resolution loss too.
 SETTINGS = {
     'fp32': dict(dtype=None, channels_last=False, compile=False),
+    'fp32+cl': dict(dtype=None, channels_last=True, compile=False),
     'bf16': dict(dtype=torch.bfloat16, channels_last=False, compile=False),
     'bf16+cl': dict(dtype=torch.bfloat16, channels_last=True, compile=False),
     'bf16+cl+compile': dict(dtype=torch.bfloat16, channels_last=True,

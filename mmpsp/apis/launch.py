@@ -22,6 +22,8 @@ from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
+from mmpsp.engine.speed import pin_memory_on_cuda
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 # Norm layer types that build a synchronised BatchNorm (mmcv's names).
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
@@ -208,7 +210,8 @@ def drop_persistent_workers_without_workers(cfg: Config) -> List[str]:
 def prepare_launch(cfg: Config) -> None:
     """Make a config runnable on this machine before a Runner is built.
 
-    Loaders with ``num_workers=0`` get ``persistent_workers=False``.
+    Loaders with ``num_workers=0`` get ``persistent_workers=False``; on
+    CUDA, loaders get ``pin_memory=True`` unless they set it.
 
     On CPU (no CUDA device visible): SyncBN becomes BN (torch's
     ``SyncBatchNorm`` runs on GPU only); with a launcher, the process group
@@ -223,6 +226,7 @@ def prepare_launch(cfg: Config) -> None:
         cfg (Config): The full config; changed in place.
     """
     drop_persistent_workers_without_workers(cfg)
+    pin_memory_on_cuda(cfg)
     launcher = cfg.get('launcher', 'none')
     on_cpu = not torch.cuda.is_available()
     if on_cpu:

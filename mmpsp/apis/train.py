@@ -96,8 +96,8 @@ def build_train_config(config: str,
                        amp: Optional[str] = None,
                        resume: Optional[str] = None,
                        launcher: str = 'none',
-                       channels_last: bool = False,
-                       compile: bool = False) -> Config:
+                       channels_last: Optional[bool] = None,
+                       compile: Optional[bool] = None) -> Config:
     """Build the config ``tools/train.py`` trains with.
 
     Args:
@@ -113,10 +113,12 @@ def build_train_config(config: str,
             work_dir), a checkpoint path, or None. Defaults to None.
         launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or
             ``'mpi'``. Defaults to ``'none'``.
-        channels_last (bool): Train in channels_last memory layout (see
-            :mod:`mmpsp.engine.speed`). Defaults to False.
-        compile (bool): ``torch.compile`` the network and the heads' losses.
-            Defaults to False.
+        channels_last (bool, optional): Train in channels_last memory
+            layout (see :mod:`mmpsp.engine.speed`); None keeps the
+            config's choice (on in mmpsp configs). Defaults to None.
+        compile (bool, optional): ``torch.compile`` the network and the
+            heads' losses; None keeps the config's choice (off).
+            Defaults to None.
 
     Returns:
         Config: The config, ready for :func:`run_train`.

@@ -10,7 +10,12 @@ from .guard_hooks import (
 )
 from .iter_seed import IterationSeedHook
 from .preflight import ConfigCheckError, preflight
-from .speed import SpeedLeversHook, add_speed_levers, apply_speed_levers
+from .speed import (
+    SpeedLeversHook,
+    add_speed_levers,
+    apply_speed_levers,
+    pin_memory_on_cuda,
+)
 
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'ConfigCheckError',
@@ -18,5 +23,6 @@ __all__ = [
     'DataCheckError', 'DataReport', 'Issue', 'LabelRangeHook',
     'LabelValueError', 'NonFiniteLossError', 'NonFiniteLossHook',
     'SpeedLeversHook', 'add_speed_levers', 'apply_speed_levers',
+    'pin_memory_on_cuda',
     'check_dataset', 'install_fail_fast', 'preflight'
 ]
