@@ -304,3 +304,30 @@ def test_non_blocking_copies_only_for_a_cuda_model():
     if torch.cuda.is_available():
         apply_speed_levers(model.cuda())
         assert model.data_preprocessor._non_blocking is True
+
+
+def test_summarise_training_log(tmp_path):
+    from mmpsp.apis.benchmark import summarise_training_log
+    with pytest.raises(FileNotFoundError, match='scalars.json'):
+        summarise_training_log(str(tmp_path))
+    rows = [dict(iter=i, time=t, data_time=t / 10, loss=1.0)
+            for i, t in ((50, 9.0), (100, 8.0), (150, 0.2), (200, 0.4))]
+    rows.insert(2, dict(aAcc=80.0, mIoU=40.0, step=100, time=3.0))
+    rows.append(dict(aAcc=90.0, mIoU=50.5, mAcc=60.0, step=200,
+                     data_time=0.1, time=2.0))
+    # An older run in the same work dir is not read.
+    for stamp, body in (('20250101_000000', [dict(iter=500, time=7.0,
+                                                  data_time=1.0)]),
+                        ('20260101_000000', rows)):
+        folder = tmp_path / stamp / 'vis_data'
+        folder.mkdir(parents=True)
+        (folder / 'scalars.json').write_text(
+            ''.join(json.dumps(r) + '\n' for r in body))
+    summary = summarise_training_log(str(tmp_path), skip_iters=100)
+    assert summary['iters'] == 200
+    assert summary['timed_rows'] == 2
+    assert summary['s_per_iter'] == pytest.approx(0.3)
+    assert summary['data_s_per_iter'] == pytest.approx(0.03)
+    assert summary['val'] == dict(aAcc=90.0, mIoU=50.5, mAcc=60.0)
+    with pytest.raises(ValueError, match='no training row after iteration'):
+        summarise_training_log(str(tmp_path), skip_iters=200)

@@ -311,3 +311,66 @@ def measure_data_pipeline(config: str,
     seconds = (time.perf_counter() - start) / batches
     return dict(num_workers=num_workers, batch_size=batch_size,
                 s_per_batch=seconds, img_s=batch_size / seconds)
+
+
+def summarise_training_log(work_dir: str, skip_iters: int = 100) -> dict:
+    """End-to-end iteration time and the last validation of a training run.
+
+    Reads the ``vis_data/scalars.json`` that mmengine's LocalVisBackend
+    writes under each run's timestamp folder (the newest one in
+    ``work_dir``). Its training rows hold ``time`` and ``data_time``
+    averaged over each logging interval, so a run's mean is everything a
+    step costs: data loading, copy, forward, backward, optimizer step,
+    logging and checkpoint hooks. Validation time is logged apart and is
+    left out.
+
+    Args:
+        work_dir (str): The run's ``--work-dir``.
+        skip_iters (int): Rows up to this iteration are warm-up (cuDNN
+            autotuning, worker start, compilation) and left out. Defaults
+            to 100.
+
+    Returns:
+        dict: ``log`` (the file read), ``iters`` (last logged iteration),
+        ``s_per_iter`` (mean ``time``), ``data_s_per_iter`` (mean
+        ``data_time``), ``timed_rows`` (rows averaged) and ``val`` (the
+        last validation row's metrics, empty without one).
+    """
+    import glob
+    import json
+    import os.path as osp
+
+    logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                     'scalars.json')))
+    if not logs:
+        raise FileNotFoundError(
+            f'no */vis_data/scalars.json under {work_dir}; pass the '
+            '--work-dir of a run that logged at least one interval (with '
+            "mmpsp's default_runtime, vis_backends=[LocalVisBackend])")
+    log = logs[-1]
+    train, val = [], {}
+    with open(log) as f:
+        for number, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f'{log}:{number} is not a JSON row ({e}); '
+                                 'the run may still be writing it') from None
+            if 'iter' in row and 'time' in row:
+                train.append(row)
+            elif 'mIoU' in row or 'aAcc' in row:
+                val = {k: v for k, v in row.items()
+                       if k not in ('step', 'time', 'data_time')}
+    timed = [row for row in train if row['iter'] > skip_iters]
+    if not timed:
+        last = train[-1]['iter'] if train else 0
+        raise ValueError(
+            f'{log}: no training row after iteration {skip_iters} (last '
+            f'logged: {last}); lower skip_iters or train longer')
+    return dict(
+        log=log,
+        iters=train[-1]['iter'],
+        s_per_iter=sum(r['time'] for r in timed) / len(timed),
+        data_s_per_iter=sum(r['data_time'] for r in timed) / len(timed),
+        timed_rows=len(timed),
+        val=val)
