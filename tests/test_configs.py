@@ -5,11 +5,17 @@ import mmseg
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.dataset import Compose
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
+from mmpsp.datasets import (
+    FastPhotoMetricDistortion,
+    FastRandomCrop,
+    mmseg_transform_type,
+)
 from mmpsp.registry import DATASETS, MODELS
 from mmpsp.utils.pretrained import (
     PretrainedWeightsError,
@@ -124,6 +130,36 @@ def test_dataset_base_has_tta(name):
     assert cfg.val_evaluator.type == 'IoUMetric'
 
 
+def _train_pipelines(dataset: dict) -> list:
+    """Every pipeline of a training dataset config, wrappers included."""
+    if 'datasets' in dataset:
+        return [p for d in dataset.datasets for p in _train_pipelines(d)]
+    if 'dataset' in dataset:
+        return _train_pipelines(dataset.dataset)
+    return [dataset.pipeline]
+
+
+@pytest.mark.parametrize(
+    'path', [p for p in TOP_LEVEL if 'train_dataloader' in Config.fromfile(
+        str(p))],
+    ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_train_pipeline_uses_the_fast_transforms(path):
+    cfg = _load(path)
+    for pipeline in _train_pipelines(cfg.train_dataloader.dataset):
+        # Built as the dataset builds it, under the config's own scope
+        # (configs/reuse/ run under default_scope='mmseg').
+        built = Compose(pipeline).transforms
+        names = {type(t).__name__ for t in built}
+        assert not names & {'RandomCrop', 'PhotoMetricDistortion'}, names
+        crops = any(isinstance(t, FastRandomCrop) for t in built)
+        jitters = any(isinstance(t, FastPhotoMetricDistortion) for t in built)
+        # The demo set is neither cropped nor jittered; the paper recipes
+        # have no colour jitter.
+        assert crops != ('scenes' in path.name), names
+        assert jitters != ('paper' in path.name or 'scenes' in path.name), \
+            names
+
+
 def test_runtime_scope_and_tta_model():
     cfg = _load(CONFIG_DIR / 'pspnet_r50-d8_ade20k.py')
     assert cfg.default_scope == 'mmpsp'
@@ -163,8 +199,10 @@ def test_camvid_config_matches_reference_recipe():
     opt = cfg.optim_wrapper.optimizer
     assert (opt.lr, opt.momentum, opt.weight_decay) == (0.01, 0.9, 5e-4)
     types = [t.type for t in cfg.train_pipeline]
-    assert types[2:6] == ['RandomResize', 'RandomCrop', 'RandomFlip',
-                          'PhotoMetricDistortion']
+    assert types[3] == 'mmpsp.FastRandomCrop'
+    assert types[5] == 'mmpsp.FastPhotoMetricDistortion'
+    assert [mmseg_transform_type(t) for t in types[2:6]] == [
+        'RandomResize', 'RandomCrop', 'RandomFlip', 'PhotoMetricDistortion']
     assert cfg.train_pipeline[2].scale == (480, 360)
     assert cfg.train_pipeline[3].crop_size == (360, 480)
     assert cfg.train_dataloader.dataset.data_prefix.img_path == 'images/train'
@@ -245,7 +283,8 @@ def test_paper_recipe(name, crop, iters, wd):
     assert cfg.model.data_preprocessor.size == (crop, crop)
     ds = cfg.train_dataloader.dataset
     pipeline = (ds.datasets[0] if 'datasets' in ds else ds).pipeline
-    types = [t.type for t in pipeline]
+    assert 'mmpsp.FastRandomCrop' in [t.type for t in pipeline]
+    types = [mmseg_transform_type(t.type) for t in pipeline]
     resize = pipeline[types.index('RandomResize')]
     assert resize.ratio_range == (0.5, 2.0)
     assert 'RandomFlip' in types
@@ -298,6 +337,11 @@ def _normalise(x):
     if isinstance(x, dict):
         out = {k: _normalise(v) for k, v in x.items()
                if not (k == 'backend_args' and v is None)}
+        if isinstance(out.get('type'), str):
+            # mmpsp.FastRandomCrop and mmpsp.FastPhotoMetricDistortion give
+            # mmseg's RandomCrop and PhotoMetricDistortion outputs bit for
+            # bit (tests/test_transforms.py); only those two names map.
+            out['type'] = mmseg_transform_type(out['type'])
         if out.get('type') == 'LoadAnnotations':
             # The dataset class decides reduce_zero_label either way.
             out.pop('reduce_zero_label', None)
