@@ -9,6 +9,9 @@ Examples:
     # the data pipeline of a config alone (can it keep up with the model?)
     python tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
         --workers 0 1 2 --cfg-options train_dataloader.dataset.data_root=...
+    # where its time goes, per transform, beside mmseg's original transforms
+    python tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
+        --per-transform --compare-mmseg --cfg-options ...
 """
 import argparse
 import json
@@ -23,6 +26,11 @@ from mmpsp.apis.benchmark import (
     measure_data_pipeline,
     run_benchmark,
     speedup_summary,
+)
+from mmpsp.apis.data_profile import (
+    format_profile,
+    mmseg_pipeline_options,
+    profile_train_pipeline,
 )
 
 
@@ -54,10 +62,55 @@ def parse_args() -> argparse.Namespace:
                         help='timed batches for --data')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='config overrides for --data')
-    return parser.parse_args()
+    parser.add_argument(
+        '--per-transform', action='store_true',
+        help='with --data: ms/image of each training transform, in this '
+        'process, instead of the loader table')
+    parser.add_argument('--samples', type=int, default=100,
+                        help='timed images for --per-transform')
+    parser.add_argument(
+        '--compare-mmseg', action='store_true',
+        help='with --data: also time the pipeline with mmpsp\'s Fast* '
+        'transforms swapped back for mmseg\'s originals, in the same run')
+    args = parser.parse_args()
+    if (args.per_transform or args.compare_mmseg) and not args.data:
+        parser.error('--per-transform and --compare-mmseg need --data CONFIG')
+    return args
+
+
+def benchmark_transforms(args: argparse.Namespace) -> None:
+    print(f'training transforms of {args.data} ({args.samples} images after '
+          '5 warm-up, one process)')
+    print(format_profile(profile_train_pipeline(
+        args.data, args.samples, cfg_options=args.cfg_options,
+        compare_mmseg=args.compare_mmseg)))
+
+
+def benchmark_data_vs_mmseg(args: argparse.Namespace) -> None:
+    print(f'data pipeline of {args.data} (train_dataloader, '
+          f'{args.batches} batches after 3 warm-up), mmpsp\'s transforms '
+          'and mmseg\'s originals')
+    print('| workers | batch | mmpsp s/batch | mmpsp img/s | mmseg s/batch | '
+          'mmseg img/s | mmpsp / mmseg |\n|---|---|---|---|---|---|---|')
+    originals = mmseg_pipeline_options(args.data, args.cfg_options)
+    for workers in args.workers:
+        ours = measure_data_pipeline(args.data, workers, args.batches,
+                                     cfg_options=args.cfg_options)
+        ref = measure_data_pipeline(args.data, workers, args.batches,
+                                    cfg_options=originals)
+        print(f"| {workers} | {ours['batch_size']} | "
+              f"{ours['s_per_batch']:.4f} | {ours['img_s']:.1f} | "
+              f"{ref['s_per_batch']:.4f} | {ref['img_s']:.1f} | "
+              f"{ours['img_s'] / ref['img_s']:.2f}x |")
 
 
 def benchmark_data(args: argparse.Namespace) -> None:
+    if args.per_transform:
+        benchmark_transforms(args)
+        return
+    if args.compare_mmseg:
+        benchmark_data_vs_mmseg(args)
+        return
     print(f'data pipeline of {args.data} (train_dataloader, '
           f'{args.batches} batches after 3 warm-up)')
     print('| workers | batch | s/batch | img/s |\n|---|---|---|---|')

@@ -1,6 +1,7 @@
 """High-level entry points: training, testing and their process setup."""
 from . import checkpoint  # noqa: F401  (registers CheckpointCheckHook)
 from .amp import BF16AutocastOptimWrapper, enable_amp
+from .data_profile import mmseg_pipeline_options, profile_train_pipeline
 from .inference import init_segmentor, segment_images
 from .launch import (
     init_cpu_process_group,
@@ -21,5 +22,6 @@ __all__ = [
     'build_test_config', 'build_train_config', 'enable_amp',
     'init_segmentor', 'segment_images',
     'init_cpu_process_group', 'load_config', 'prepare_launch',
-    'resolve_resume', 'revert_sync_bn_in_config', 'run_test', 'run_train'
+    'resolve_resume', 'revert_sync_bn_in_config', 'run_test', 'run_train',
+    'mmseg_pipeline_options', 'profile_train_pipeline'
 ]
