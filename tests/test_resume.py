@@ -82,3 +82,28 @@ def test_killed_then_resumed_run_matches_uninterrupted(tmp_path):
     start = torch.load(str(work_dir / 'iter_2.pth'), map_location='cpu')
     assert not torch.equal(start['state_dict']['decode_head.conv_seg.weight'],
                            ref['state_dict']['decode_head.conv_seg.weight'])
+
+
+def test_channels_last_run_starts_from_the_same_weights(tmp_path):
+    """The layout is applied after weight init: with the same seed, a run
+    with channels_last and one without train the same initial weights, so
+    after one step they agree to rounding (not merely in distribution)."""
+    data = write_camvid(tmp_path / 'camvid')
+    config = tiny_config_file(tmp_path / 'tiny.py', data, tmp_path / 'x',
+                              max_iters=1, interval=1)
+    weights = {}
+    for flag in ('--channels-last', '--no-channels-last'):
+        work_dir = tmp_path / flag.strip('-')
+        out = run_tool([sys.executable, TOOLS / 'train.py', config,
+                        '--work-dir', work_dir, flag])
+        assert (f"channels_last={flag == '--channels-last'}") in out
+        weights[flag] = torch.load(str(work_dir / 'iter_1.pth'),
+                                   map_location='cpu')['state_dict']
+    on, off = weights['--channels-last'], weights['--no-channels-last']
+    conv = on['backbone.stem.0.weight']
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert not off['backbone.stem.0.weight'].is_contiguous(
+        memory_format=torch.channels_last)
+    for key, value in off.items():
+        torch.testing.assert_close(on[key], value, rtol=1e-4, atol=1e-5,
+                                   msg=key)

@@ -181,7 +181,7 @@ def test_speed_levers_hook_keeps_outputs(r18_pair):
 
     runner = FakeRunner()
     runner.model = fast
-    SpeedLeversHook(channels_last=True, compile=False).before_run(runner)
+    SpeedLeversHook(channels_last=True, compile=False).before_train(runner)
     weight = fast.backbone.stem[0].weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
     assert not weight.is_contiguous()

@@ -115,7 +115,8 @@ def tiny_config_file(path: Path, data_root: Path, work_dir: Path,
         cfg.custom_imports = dict(imports=custom_imports,
                                   allow_failed_imports=False)
     if custom_hooks:
-        cfg.custom_hooks = custom_hooks
+        # After the config's own hooks (mmpsp.SpeedLeversHook).
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + custom_hooks
     cfg.dump(str(path))
     return path
 

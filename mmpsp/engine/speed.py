@@ -17,8 +17,14 @@ network runs, not what it computes:
 mmpsp's ``default_runtime.py`` turns channels_last on: it changes the
 layout, not the result, and costs nothing on CPU.
 
-The hook applies them in ``before_run``, after the Runner has wrapped the
-model. Under DDP the gradient buckets keep the layout they were made with:
+The hook applies them once the weights are final: in ``before_train``
+(``before_val`` / ``before_test`` for evaluation-only runs), after the
+Runner's weight initialisation and checkpoint loading. Earlier, the random
+initialisation would fill channels_last weights in memory order and draw
+different (equally distributed) values than a contiguous model: a run with
+channels_last would no longer start from the weights a run without it
+starts from with the same seed. The Runner has wrapped the model by
+then. Under DDP the gradient buckets keep the layout they were made with:
 results are the same, at the cost of a copy per bucket (PyTorch warns about
 grad strides), so channels_last pays most in single-process training.
 
@@ -79,7 +85,7 @@ def apply_speed_levers(model: nn.Module,
 
 @HOOKS.register_module()
 class SpeedLeversHook(Hook):
-    """Apply :func:`apply_speed_levers` once, before the run starts.
+    """Apply :func:`apply_speed_levers` once, before the first iteration.
 
     Args:
         channels_last (bool): Defaults to True.
@@ -94,16 +100,31 @@ class SpeedLeversHook(Hook):
         self.channels_last = channels_last
         self.compile = compile
 
-    def before_run(self, runner: Runner) -> None:
-        """Apply the levers to ``runner.model`` and log them.
-
-        Args:
-            runner (Runner): The runner.
-        """
+    def _apply(self, runner: Runner) -> None:
+        """Apply the levers to ``runner.model`` the first time, and log."""
+        if getattr(self, '_applied', False):
+            return
+        self._applied = True
         apply_speed_levers(runner.model, self.channels_last, self.compile)
         print_log(
             f'speed levers: channels_last={self.channels_last}, '
             f'compile={self.compile}', logger='current')
+
+    def before_train(self, runner: Runner) -> None:
+        """Apply the levers after weight init and checkpoint loading.
+
+        Args:
+            runner (Runner): The runner.
+        """
+        self._apply(runner)
+
+    def before_val(self, runner: Runner) -> None:
+        """Apply the levers in a validation-only run (same as training)."""
+        self._apply(runner)
+
+    def before_test(self, runner: Runner) -> None:
+        """Apply the levers in a test run (same as training)."""
+        self._apply(runner)
 
 
 def add_speed_levers(cfg: Config,
