@@ -107,3 +107,35 @@ def test_channels_last_run_starts_from_the_same_weights(tmp_path):
     for key, value in off.items():
         torch.testing.assert_close(on[key], value, rtol=1e-4, atol=1e-5,
                                    msg=key)
+
+
+def test_end_to_end_runs_side_by_side(tmp_path):
+    """tools/reproduce_speed.sh's CamVid pair on tiny data: mmpsp's model and
+    mmseg's (its backbone and heads swapped into the same config) train, and
+    ``benchmark.py --log`` reads both runs' iteration time and mIoU."""
+    data = write_camvid(tmp_path / 'camvid')
+    config = tiny_config_file(tmp_path / 'tiny.py', data, tmp_path / 'x',
+                              max_iters=4, interval=4)
+    mmseg_model = ['model.backbone.type=mmseg.ResNetV1c',
+                   'model.decode_head.type=mmseg.PSPHead',
+                   'model.auxiliary_head.type=mmseg.FCNHead']
+    runs = {'mmseg': tmp_path / 'mmseg', 'mmpsp': tmp_path / 'mmpsp'}
+    run_tool([sys.executable, TOOLS / 'train.py', config, '--work-dir',
+              runs['mmseg'], '--no-channels-last', '--cfg-options',
+              *mmseg_model])
+    run_tool([sys.executable, TOOLS / 'train.py', config, '--work-dir',
+              runs['mmpsp']])
+    state = torch.load(str(runs['mmseg'] / 'iter_4.pth'), map_location='cpu')
+    # mmseg's heads are in the checkpoint: same keys as mmpsp's.
+    ours = torch.load(str(runs['mmpsp'] / 'iter_4.pth'), map_location='cpu')
+    assert state['state_dict'].keys() == ours['state_dict'].keys()
+    out = run_tool([sys.executable, TOOLS / 'benchmark.py', '--log',
+                    runs['mmseg'], runs['mmpsp'], '--skip-iters', '1'])
+    rows = [line for line in out.splitlines() if line.startswith('| /')]
+    assert len(rows) == 2, out
+    for line, name in zip(rows, runs):
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        assert cells[0] == str(runs[name]) and cells[1] == '4'
+        assert float(cells[2]) > 0 and float(cells[3]) >= 0
+        assert 0 <= float(cells[5]) <= 100
+    assert rows[0].split('|')[5].strip() == '1.00x'

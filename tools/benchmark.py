@@ -12,6 +12,8 @@ Examples:
     # where its time goes, per transform, beside mmseg's original transforms
     python tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
         --per-transform --compare-mmseg --cfg-options ...
+    # end-to-end s/iter (data loading included) and val metrics of runs
+    python tools/benchmark.py --log work_dirs/run_a work_dirs/run_b
 """
 import argparse
 import json
@@ -26,6 +28,7 @@ from mmpsp.apis.benchmark import (
     measure_data_pipeline,
     run_benchmark,
     speedup_summary,
+    summarise_training_log,
 )
 from mmpsp.apis.data_profile import (
     format_profile,
@@ -72,6 +75,13 @@ def parse_args() -> argparse.Namespace:
         '--compare-mmseg', action='store_true',
         help='with --data: also time the pipeline with mmpsp\'s Fast* '
         'transforms swapped back for mmseg\'s originals, in the same run')
+    parser.add_argument(
+        '--log', nargs='+', metavar='WORK_DIR',
+        help='summarise these training runs instead: mean s/iter from '
+        'their logs (data loading included) and the last val metrics; '
+        'ratios are against the first')
+    parser.add_argument('--skip-iters', type=int, default=100,
+                        help='warm-up iterations left out with --log')
     args = parser.parse_args()
     if (args.per_transform or args.compare_mmseg) and not args.data:
         parser.error('--per-transform and --compare-mmseg need --data CONFIG')
@@ -121,8 +131,25 @@ def benchmark_data(args: argparse.Namespace) -> None:
               f"{row['s_per_batch']:.4f} | {row['img_s']:.1f} |")
 
 
+def benchmark_logs(args: argparse.Namespace) -> None:
+    runs = [summarise_training_log(d, args.skip_iters) for d in args.log]
+    print(f'training runs, iterations after {args.skip_iters} (data '
+          'loading included, validation excluded)')
+    print('| run | iters | s/iter | data s/iter | s/iter vs first | mIoU |'
+          '\n|---|---|---|---|---|---|')
+    for work_dir, run in zip(args.log, runs):
+        miou = run['val'].get('mIoU')
+        print(f"| {work_dir} | {run['iters']} | {run['s_per_iter']:.4f} | "
+              f"{run['data_s_per_iter']:.4f} | "
+              f"{run['s_per_iter'] / runs[0]['s_per_iter']:.2f}x | "
+              f"{'n/a' if miou is None else f'{miou:.2f}'} |")
+
+
 def main() -> None:
     args = parse_args()
+    if args.log:
+        benchmark_logs(args)
+        return
     if args.data:
         benchmark_data(args)
         return
