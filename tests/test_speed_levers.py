@@ -331,3 +331,14 @@ def test_summarise_training_log(tmp_path):
     assert summary['val'] == dict(aAcc=90.0, mIoU=50.5, mAcc=60.0)
     with pytest.raises(ValueError, match='no training row after iteration'):
         summarise_training_log(str(tmp_path), skip_iters=200)
+
+
+def test_resident_model_bytes_count_params_grads_and_buffers():
+    from mmpsp.apis.benchmark import _tensor_bytes
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
+                                torch.nn.BatchNorm2d(4))
+    params = (4 * 3 * 9 + 4 + 4 + 4) * 4
+    buffers = (4 + 4) * 4 + 8  # running mean/var fp32, num_batches int64
+    assert _tensor_bytes(model) == params + buffers
+    model(torch.randn(2, 3, 5, 5)).sum().backward()
+    assert _tensor_bytes(model) == 2 * params + buffers

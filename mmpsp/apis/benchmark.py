@@ -4,11 +4,14 @@ Both models are built with the same weights (mmseg's state dict copied into
 mmpsp's) and measured in the same process on the same device, one setting
 at a time: a training step through ``model.train_step`` (data preprocessor,
 forward, losses, backward, optimizer step; inputs already on the device, so
-no data loading) and batch-1 inference through ``model.predict``.
+no data loading), one model after the other so that each has the device's
+memory to itself, then batch-1 inference through ``model.test_step``, the
+models interleaved call by call.
 """
+import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.optim import OptimWrapper
@@ -97,15 +100,28 @@ def prepare(model: torch.nn.Module, device: torch.device, channels_last: bool,
     return apply_speed_levers(model.to(device), channels_last, compile)
 
 
-def measure(name: str, model: torch.nn.Module, setting: str,
-            batch_size: int, size: int, num_classes: int,
-            device: torch.device, steps: int, warmup: int,
-            infer_steps: int) -> Measurement:
-    """Training img/s, peak memory and batch-1 inference fps of one model.
+def _tensor_bytes(model: torch.nn.Module) -> int:
+    """Bytes of a model's parameters, gradients and buffers."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    tensors += [p.grad for p in model.parameters() if p.grad is not None]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def measure_training(model: torch.nn.Module,
+                     setting: str,
+                     batch_size: int,
+                     size: int,
+                     num_classes: int,
+                     device: torch.device,
+                     steps: int,
+                     warmup: int,
+                     others: Sequence[torch.nn.Module] = ()
+                     ) -> Tuple[float, Optional[float]]:
+    """Training img/s and peak memory of one model.
 
     Args:
-        name (str): Row label, e.g. 'mmseg' or 'mmpsp'.
-        model (nn.Module): A segmentor with a data preprocessor.
+        model (nn.Module): A segmentor with a data preprocessor, prepared
+            by :func:`prepare`.
         setting (str): A key of :data:`SETTINGS`.
         batch_size (int): Training batch size.
         size (int): Square crop size.
@@ -113,16 +129,15 @@ def measure(name: str, model: torch.nn.Module, setting: str,
         device (torch.device): The device to run on.
         steps (int): Timed training steps.
         warmup (int): Untimed steps first.
-        infer_steps (int): Timed inference calls (batch 1).
+        others (Sequence[nn.Module]): Models resident on the device
+            meanwhile; their tensors are left out of the peak memory.
+            Defaults to ().
 
     Returns:
-        Measurement: The figures.
+        tuple: img/s, and peak GPU memory in GiB (None on CPU). The
+        model's gradients are dropped afterwards.
     """
     opts = SETTINGS[setting]
-    # mmseg's base model config leaves the padding size to the dataset
-    # config; the benchmark's crops are already square.
-    model.data_preprocessor.size = (size, size)
-    model = prepare(model, device, opts['channels_last'], opts['compile'])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
                                 weight_decay=5e-4)
     if opts['dtype'] is None:
@@ -137,21 +152,52 @@ def measure(name: str, model: torch.nn.Module, setting: str,
         torch.cuda.reset_peak_memory_stats(device)
     step_s = _timed(lambda: model.train_step(batch, wrapper), steps, warmup,
                     device)
-    peak = (torch.cuda.max_memory_allocated(device) / 2**30
-            if device.type == 'cuda' else None)
+    peak = None
+    if device.type == 'cuda':
+        resident = sum(_tensor_bytes(m) for m in others)
+        peak = (torch.cuda.max_memory_allocated(device) - resident) / 2**30
+    model.zero_grad(set_to_none=True)
+    return batch_size / step_s, peak
 
-    model.eval()
+
+def measure_inference(models: Dict[str, torch.nn.Module], setting: str,
+                      size: int, num_classes: int, device: torch.device,
+                      steps: int, warmup: int) -> Dict[str, float]:
+    """Batch-1 inference fps of several models, interleaved call by call.
+
+    Each round times one ``test_step`` of every model in turn, and each
+    model's figure is its median round. Drifts of the machine (clock,
+    other load) then hit all models alike instead of whichever ran last.
+
+    Args:
+        models (dict[str, nn.Module]): Prepared segmentors by row label.
+        setting (str): A key of :data:`SETTINGS`.
+        size (int): Square image size.
+        num_classes (int): Classes of the models' heads.
+        device (torch.device): The device to run on.
+        steps (int): Timed rounds.
+        warmup (int): Untimed rounds first.
+
+    Returns:
+        dict[str, float]: fps by row label.
+    """
+    opts = SETTINGS[setting]
     one = make_batch(1, size, num_classes, device, seed=1)
     autocast = torch.autocast(device.type, dtype=opts['dtype'],
                               enabled=opts['dtype'] is not None)
-
-    def infer():
-        with torch.no_grad(), autocast:
-            return model.test_step(one)
-
-    infer_s = _timed(infer, infer_steps, max(1, warmup // 2), device)
-    return Measurement(name, setting, batch_size / step_s, 1.0 / infer_s,
-                       peak)
+    times: Dict[str, List[float]] = {name: [] for name in models}
+    for model in models.values():
+        model.eval()
+    with torch.no_grad(), autocast:
+        for round_ in range(warmup + steps):
+            for name, model in models.items():
+                _sync(device)
+                start = time.perf_counter()
+                model.test_step(one)
+                _sync(device)
+                if round_ >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    return {name: 1.0 / statistics.median(t) for name, t in times.items()}
 
 
 def format_table(rows: List[Measurement]) -> str:
@@ -232,15 +278,30 @@ def run_benchmark(settings: List[str],
                          'run with --settings fp32')
     rows = []
     for setting in settings:
+        opts = SETTINGS[setting]
         pair = dict(zip(('mmseg', 'mmpsp'),
                         build_pspnet_pair(depth, num_classes, 8)))
+        prepared, trained = {}, {}
         for name in models:
-            log(f'[{setting}] {name} ...')
-            row = measure(name, pair.pop(name), setting, batch_size, size,
-                          num_classes, device, steps, warmup, infer_steps)
-            log(f'[{setting}] {name}: {row.train_img_s:.2f} img/s train, '
-                f'{row.infer_fps:.2f} fps inference')
-            rows.append(row)
+            log(f'[{setting}] {name} training ...')
+            model = pair.pop(name)
+            # mmseg's base model config leaves the padding size to the
+            # dataset config; the benchmark's crops are already square.
+            model.data_preprocessor.size = (size, size)
+            prepared[name] = prepare(model, device, opts['channels_last'],
+                                     opts['compile'])
+            others = [m for k, m in prepared.items() if k != name]
+            trained[name] = measure_training(prepared[name], setting,
+                                             batch_size, size, num_classes,
+                                             device, steps, warmup, others)
+            log(f'[{setting}] {name}: {trained[name][0]:.2f} img/s train')
+        fps = measure_inference(prepared, setting, size, num_classes, device,
+                                infer_steps, max(1, warmup // 2))
+        for name in models:
+            log(f'[{setting}] {name}: {fps[name]:.2f} fps inference')
+            rows.append(Measurement(name, setting, trained[name][0],
+                                    fps[name], trained[name][1]))
+        del prepared
         if device.type == 'cuda':
             torch.cuda.empty_cache()
     return rows
