@@ -8,6 +8,9 @@ no data loading), one model after the other so that each has the device's
 memory to itself, then batch-1 inference through ``model.test_step``, the
 models interleaved call by call.
 """
+import glob
+import json
+import os.path as osp
 import statistics
 import time
 from dataclasses import dataclass
@@ -397,10 +400,6 @@ def summarise_training_log(work_dir: str, skip_iters: int = 100) -> dict:
         ``data_time``), ``timed_rows`` (rows averaged) and ``val`` (the
         last validation row's metrics, empty without one).
     """
-    import glob
-    import json
-    import os.path as osp
-
     logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
                                      'scalars.json')))
     if not logs:

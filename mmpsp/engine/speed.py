@@ -99,10 +99,11 @@ class SpeedLeversHook(Hook):
                  compile: bool = False) -> None:
         self.channels_last = channels_last
         self.compile = compile
+        self._applied = False
 
     def _apply(self, runner: Runner) -> None:
         """Apply the levers to ``runner.model`` the first time, and log."""
-        if getattr(self, '_applied', False):
+        if self._applied:
             return
         self._applied = True
         apply_speed_levers(runner.model, self.channels_last, self.compile)
