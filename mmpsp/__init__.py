@@ -1,6 +1,6 @@
 """mmpsp: PSPNet (pyramid scene parsing network) for MMSegmentation."""
-from .compat import install_mmcv_ops_fallback
-from .utils.checkpoint import allow_mmengine_checkpoint_globals
+from .mmcv_lite import install_mmcv_ops_fallback
+from .utils.safe_load import allow_mmengine_checkpoint_globals
 
 # Both must run before mmseg is imported anywhere below.
 install_mmcv_ops_fallback()

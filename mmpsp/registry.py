@@ -22,16 +22,18 @@ def _child(parent: Registry, *own_locations: str) -> Registry:
 
 RUNNERS = _child(mmseg_registry.RUNNERS)
 RUNNER_CONSTRUCTORS = _child(mmseg_registry.RUNNER_CONSTRUCTORS)
-LOOPS = _child(mmseg_registry.LOOPS, 'mmpsp.engine')
-HOOKS = _child(mmseg_registry.HOOKS, 'mmpsp.engine', 'mmpsp.apis')
-DATASETS = _child(mmseg_registry.DATASETS, 'mmpsp.datasets')
+LOOPS = _child(mmseg_registry.LOOPS)
+HOOKS = _child(mmseg_registry.HOOKS, 'mmpsp.engine.hooks')
+DATASETS = _child(mmseg_registry.DATASETS, 'mmpsp.datasets',
+                  'mmpsp.demo.scenes')
 DATA_SAMPLERS = _child(mmseg_registry.DATA_SAMPLERS)
 TRANSFORMS = _child(mmseg_registry.TRANSFORMS, 'mmpsp.datasets')
 MODELS = _child(mmseg_registry.MODELS, 'mmpsp.models')
-MODEL_WRAPPERS = _child(mmseg_registry.MODEL_WRAPPERS, 'mmpsp.models')
+MODEL_WRAPPERS = _child(mmseg_registry.MODEL_WRAPPERS)
 WEIGHT_INITIALIZERS = _child(mmseg_registry.WEIGHT_INITIALIZERS)
 OPTIMIZERS = _child(mmseg_registry.OPTIMIZERS)
-OPTIM_WRAPPERS = _child(mmseg_registry.OPTIM_WRAPPERS, 'mmpsp.apis')
+OPTIM_WRAPPERS = _child(mmseg_registry.OPTIM_WRAPPERS,
+                        'mmpsp.engine.optim_wrappers')
 OPTIM_WRAPPER_CONSTRUCTORS = _child(mmseg_registry.OPTIM_WRAPPER_CONSTRUCTORS)
 PARAM_SCHEDULERS = _child(mmseg_registry.PARAM_SCHEDULERS)
 METRICS = _child(mmseg_registry.METRICS)

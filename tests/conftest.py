@@ -1,6 +1,7 @@
 """Shared test fixtures. Importing mmpsp first makes mmseg importable on
 mmcv-lite and registers every mmpsp module."""
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,9 @@ import pytest
 import mmpsp  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
+# The measuring scripts are not part of the package; their tests import
+# them from where they live.
+sys.path.insert(0, str(REPO / 'tools' / 'analysis_tools'))
 SHARED_DATA = Path(os.environ.get('MMPSP_SHARED_DATA',
                                   REPO.parent / 'shared' / 'data'))
 

@@ -1,4 +1,4 @@
-"""tools/check_dataset.py and mmpsp.engine.data_check on broken datasets.
+"""tools/check_dataset.py and mmpsp.engine.checks.data_check on broken data.
 
 Each case writes a tiny dataset with one kind of fault into ``tmp_path``,
 runs the real tool (in-process through ``runpy``; one case as a

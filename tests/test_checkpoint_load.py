@@ -15,12 +15,12 @@ from mmengine.registry import init_default_scope
 from mmseg.apis import MMSegInferencer, inference_model, init_model
 from mmseg.registry import MODELS
 
-from mmpsp.apis.checkpoint import (
-    CheckpointCheckHook,
+from mmpsp.engine.checks import (
     CheckpointMismatchError,
     dataset_meta_from_checkpoint,
     load_checkpoint_checked,
 )
+from mmpsp.engine.hooks import CheckpointCheckHook
 from mmpsp.models.decode_heads.psp_head import PSPHead
 
 CONFIG = 'configs/pspnet_r18-d8_camvid-360x480.py'

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from mmpsp import compat
+from mmpsp import mmcv_lite
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -20,15 +20,15 @@ def test_mmseg_models_import_after_mmpsp():
         'from mmseg.models.decode_heads import PSPHead\n'
         'print("fallback", getattr(mmcv.ops, "MMPSP_FALLBACK", False))\n')
     assert proc.returncode == 0, proc.stderr
-    expected = not compat.has_compiled_mmcv_ops()
+    expected = not mmcv_lite.has_compiled_mmcv_ops()
     assert f'fallback {expected}' in proc.stdout
 
 
-@pytest.mark.skipif(compat.has_compiled_mmcv_ops(),
+@pytest.mark.skipif(mmcv_lite.has_compiled_mmcv_ops(),
                     reason='full mmcv installed: no stand-in is used')
 def test_missing_op_error_names_op_and_fix():
     import mmcv.ops
-    with pytest.raises(compat.MissingOpError) as err:
+    with pytest.raises(mmcv_lite.MissingOpError) as err:
         mmcv.ops.nms  # noqa: B018
     assert 'mmcv.ops.nms' in str(err.value)
     assert 'pip install "mmcv' in str(err.value)
@@ -37,7 +37,7 @@ def test_missing_op_error_names_op_and_fix():
         from mmcv.ops import CrissCrossAttention  # noqa: F401
 
 
-@pytest.mark.skipif(compat.has_compiled_mmcv_ops(),
+@pytest.mark.skipif(mmcv_lite.has_compiled_mmcv_ops(),
                     reason='full mmcv installed: no stand-in is used')
 def test_point_sample_is_mmcv_own_pure_python():
     import mmcv.ops
@@ -54,7 +54,7 @@ def test_full_mmcv_left_unchanged():
     # Simulate an install with compiled ops: the stand-in must not appear.
     proc = run_python(
         'import sys\n'
-        'import mmpsp.compat as c\n'
+        'import mmpsp.mmcv_lite as c\n'
         'c.has_compiled_mmcv_ops = lambda: True\n'
         'sys.modules.pop("mmcv.ops", None)\n'
         'print(c.install_mmcv_ops_fallback(), "mmcv.ops" in sys.modules)\n')
@@ -77,7 +77,7 @@ def test_sigmoid_focal_loss_matches_mmseg_python_version(
     else:
         target = torch.tensor([0, 4, 2, 5, 1, 3, 5])  # 5 = background
         weight = sample_weight = None
-    ours = compat.sigmoid_focal_loss(logits, target, 2.0, 0.25, weight,
+    ours = mmcv_lite.sigmoid_focal_loss(logits, target, 2.0, 0.25, weight,
                                      reduction)
     one_hot = torch.nn.functional.one_hot(target, 6)[:, :5].float()
     ref = py_sigmoid_focal_loss(logits, one_hot, weight=sample_weight,
@@ -92,14 +92,14 @@ def test_sigmoid_focal_loss_matches_mmseg_python_version(
 def test_sigmoid_focal_loss_rejects_weights_mmcv_cannot_index():
     logits = torch.zeros(3, 4)
     with pytest.raises(ValueError, match=r'one weight per class, shape'):
-        compat.sigmoid_focal_loss(logits, torch.tensor([0, 1, 2]),
+        mmcv_lite.sigmoid_focal_loss(logits, torch.tensor([0, 1, 2]),
                                   weight=torch.ones(3))
     with pytest.raises(ValueError, match=r'targets must lie in \[0, 4\)'):
-        compat.sigmoid_focal_loss(logits, torch.tensor([0, 4, 2]),
+        mmcv_lite.sigmoid_focal_loss(logits, torch.tensor([0, 4, 2]),
                                   weight=torch.ones(4))
 
 
 def test_sigmoid_focal_loss_rejects_bad_reduction():
     with pytest.raises(ValueError, match="reduction must be"):
-        compat.sigmoid_focal_loss(torch.zeros(1, 2), torch.zeros(1),
+        mmcv_lite.sigmoid_focal_loss(torch.zeros(1, 2), torch.zeros(1),
                                   reduction='avg')

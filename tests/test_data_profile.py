@@ -1,14 +1,21 @@
 """Per-transform profile of a training pipeline, beside mmseg's originals."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
+from data_profile import (
+    _same,
+    format_profile,
+    mmseg_pipeline_options,
+    profile_train_pipeline,
+)
 from mmengine.config import Config
 from mmseg.structures import SegDataSample
 
-from mmpsp.apis import mmseg_pipeline_options, profile_train_pipeline
-from mmpsp.apis.data_profile import _same, format_profile
+BENCHMARK = (Path(__file__).resolve().parents[1] / 'tools' /
+             'analysis_tools' / 'benchmark.py')
 
 CAMVID = 'configs/pspnet_r18-d8_camvid-360x480.py'
 CAMVID_TYPES = [
@@ -43,7 +50,7 @@ def test_profile_on_camvid_matches_mmseg(camvid_root, repo_root):
 
 def test_per_transform_tool_on_camvid(camvid_root, repo_root):
     proc = subprocess.run(
-        [sys.executable, str(repo_root / 'tools' / 'benchmark.py'), '--data',
+        [sys.executable, str(BENCHMARK), '--data',
          str(repo_root / CAMVID), '--per-transform', '--samples', '2',
          '--cfg-options',
          f'train_dataloader.dataset.data_root={camvid_root}'],
@@ -57,7 +64,7 @@ def test_per_transform_tool_on_camvid(camvid_root, repo_root):
 
 def test_loader_tool_compares_with_mmseg_on_camvid(camvid_root, repo_root):
     proc = subprocess.run(
-        [sys.executable, str(repo_root / 'tools' / 'benchmark.py'), '--data',
+        [sys.executable, str(BENCHMARK), '--data',
          str(repo_root / CAMVID), '--compare-mmseg', '--workers', '0',
          '--batches', '1', '--cfg-options',
          f'train_dataloader.dataset.data_root={camvid_root}'],

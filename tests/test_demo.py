@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mmpsp.datasets.synthetic import CLASSES
 from mmpsp.demo import build_demo_config, read_scalars, results_table
+from mmpsp.demo.scenes import CLASSES
 
 ITERS = 2
 MODELS = {'PSPNet': 'pspnet', 'FCN': 'fcn'}

@@ -16,7 +16,7 @@ from mmpsp.apis.inference import (
     list_images,
     segment_images,
 )
-from mmpsp.datasets.synthetic import CLASSES, PALETTE, generate_scenes_demo
+from mmpsp.demo.scenes import CLASSES, PALETTE, generate_scenes_demo
 from mmpsp.registry import DATASETS, MODELS
 
 TINY = {

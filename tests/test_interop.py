@@ -17,7 +17,7 @@ from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from mmpsp.apis.checkpoint import load_checkpoint_checked
+from mmpsp.engine.checks import load_checkpoint_checked
 from mmpsp.models.decode_heads.fcn_head import FCNHead
 from mmpsp.models.decode_heads.psp_head import PSPHead
 

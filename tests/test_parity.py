@@ -1,16 +1,16 @@
 """Whole-PSPNet parity with mmseg: mmseg's EncoderDecoder with mmseg's
 ResNetV1c/PSPHead/FCNHead against the same with mmpsp's components, built
 from mmseg's own config file and holding the same weights."""
+import mmseg_reference as reference
 import pytest
 import torch
 from helpers import randomize_norms
 from mmengine.structures import PixelData
 from mmseg.models.backbones import ResNetV1c as MMSegResNetV1c
 from mmseg.structures import SegDataSample
+from mmseg_reference import build_pspnet_pair
 
-import mmpsp.utils.mmseg_reference as reference
 from mmpsp.models import FCNHead, PSPHead, ResNetV1c
-from mmpsp.utils import build_pspnet_pair
 
 SIZE = 33
 # Every depth x output stride x class count (a few seconds on 2 cores at

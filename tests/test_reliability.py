@@ -27,13 +27,16 @@ from mmpsp.engine import (
     DataCheckError,
     LabelValueError,
     NonFiniteLossError,
-    preflight,
+    check_before_run,
 )
-from mmpsp.engine.checkpoint_hook import FILE_MODE, atomic_write
+from mmpsp.engine.hooks.atomic_checkpoint_hook import FILE_MODE, atomic_write
 from mmpsp.registry import HOOKS
 
 NUM = len(CLASSES)
 REPO = Path(__file__).resolve().parents[1]
+RUNTIME = Config.fromfile(str(REPO / 'configs' / '_base_' /
+                              'default_runtime.py'))
+DECLARED_HOOK_TYPES = [h['type'] for h in RUNTIME.custom_hooks]
 
 
 def tiny_config(root: Path, work_dir: Path, max_iters: int = 6,
@@ -92,9 +95,11 @@ def tiny_config(root: Path, work_dir: Path, max_iters: int = 6,
             timer=dict(type='IterTimerHook'),
             logger=dict(type='LoggerHook', interval=1),
             param_scheduler=dict(type='ParamSchedulerHook'),
-            checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                            interval=interval,
+            checkpoint=dict(type='mmpsp.AtomicCheckpointHook',
+                            by_epoch=False, interval=interval,
                             max_keep_ckpts=max_keep_ckpts)),
+        # The hooks every mmpsp config declares.
+        custom_hooks=copy.deepcopy(RUNTIME.custom_hooks),
     ))
 
 
@@ -107,21 +112,21 @@ def data(tmp_path) -> Path:
     return write_dataset(tmp_path / 'data', n=6)
 
 
-def test_preflight_switches_to_guarded_run(data, tmp_path):
+def test_checks_change_nothing_and_read_only_their_split(data, tmp_path):
     cfg = tiny_config(data, tmp_path / 'w')
-    preflight(cfg)
+    before = copy.deepcopy(cfg.to_dict())
+    check_before_run(cfg)
+    # The run is the config's: the checks add no hook and change no key.
+    assert cfg.to_dict() == before
     assert cfg.default_hooks.checkpoint.type == 'mmpsp.AtomicCheckpointHook'
-    assert [h['type'] for h in cfg.custom_hooks] == [
-        'mmpsp.NonFiniteLossHook', 'mmpsp.LabelRangeHook']
-    preflight(cfg)  # idempotent
-    assert len(cfg.custom_hooks) == 2
+    assert [h['type'] for h in cfg.custom_hooks] == DECLARED_HOOK_TYPES
     # An evaluation run checks only its own split: a missing train folder
     # does not block it.
     cfg.test_dataloader = copy.deepcopy(cfg.train_dataloader)
     cfg.train_dataloader.dataset.data_root = str(tmp_path / 'gone')
     with pytest.raises(ValueError, match='gone'):
-        preflight(cfg)
-    preflight(cfg, splits=('test',))
+        check_before_run(cfg)
+    check_before_run(cfg, splits=('test',))
 
 
 @pytest.mark.parametrize('fault', ['empty', 'data_root', 'label'])
@@ -342,7 +347,7 @@ def test_failing_process_exits_despite_live_thread(tmp_path):
     # an uncaught exception; under a launcher the peers then wait for it.
     script = textwrap.dedent('''
         import threading
-        from mmpsp.engine import install_fail_fast
+        from mmpsp.apis.fail_fast import install_fail_fast
         assert install_fail_fast()
         threading.Thread(target=threading.Event().wait).start()
         raise ValueError('bad sample /data/x.png')
@@ -357,12 +362,16 @@ def test_failing_process_exits_despite_live_thread(tmp_path):
 
 
 def test_slurm_launcher_gets_fail_fast_before_world_size_exists(tmp_path):
-    # srun exports SLURM_NTASKS, not WORLD_SIZE, when preflight runs.
+    # srun exports SLURM_NTASKS, not WORLD_SIZE, when the entry point
+    # adapts the config to the machine.
     script = textwrap.dedent('''
         import sys
         from mmengine.config import Config
-        from mmpsp.engine import preflight
-        preflight(Config(dict(launcher='slurm')), check_files=False)
+        from mmpsp.apis import adapt_to_machine
+        try:
+            adapt_to_machine(Config(dict(launcher='slurm')))
+        except Exception:
+            pass  # no SLURM_PROCID here: the process group cannot start
         print(sys.excepthook is not sys.__excepthook__)
     ''')
     env = {k: v for k, v in os.environ.items() if k != 'WORLD_SIZE'}

@@ -8,9 +8,13 @@ only matches if torch's random stream is the same after the restart
 """
 import sys
 import textwrap
+from pathlib import Path
 
 import torch
 from test_tools import TOOLS, run_tool, tiny_config_file, write_camvid
+
+BENCHMARK = (Path(__file__).resolve().parents[1] / 'tools' /
+             'analysis_tools' / 'benchmark.py')
 
 KILL_HOOK = textwrap.dedent('''
     import os
@@ -129,7 +133,7 @@ def test_end_to_end_runs_side_by_side(tmp_path):
     # mmseg's heads are in the checkpoint: same keys as mmpsp's.
     ours = torch.load(str(runs['mmpsp'] / 'iter_4.pth'), map_location='cpu')
     assert state['state_dict'].keys() == ours['state_dict'].keys()
-    out = run_tool([sys.executable, TOOLS / 'benchmark.py', '--log',
+    out = run_tool([sys.executable, BENCHMARK, '--log',
                     runs['mmseg'], runs['mmpsp'], '--skip-iters', '1'])
     rows = [line for line in out.splitlines() if line.startswith('| /')]
     assert len(rows) == 2, out

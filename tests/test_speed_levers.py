@@ -2,16 +2,20 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
+from mmseg_reference import build_pspnet_pair
+from speed_benchmark import make_batch
 
-from mmpsp.apis.benchmark import make_batch
 from mmpsp.models.decode_heads import FCNHead, PSPHead
-from mmpsp.models.decode_heads.lean_loss import pixel_accuracy
-from mmpsp.utils.mmseg_reference import build_pspnet_pair
+from mmpsp.models.losses.head_loss import pixel_accuracy
+
+BENCHMARK = (Path(__file__).resolve().parents[1] / 'tools' /
+             'analysis_tools' / 'benchmark.py')
 
 
 def samples_with_labels(batch: int, size: int, num_classes: int):
@@ -149,7 +153,7 @@ def test_mmpsp_train_step_loss_equals_mmseg(r18_pair):
 def test_benchmark_tool_cpu_smoke(tmp_path, repo_root):
     out = tmp_path / 'rows.json'
     proc = subprocess.run(
-        [sys.executable, str(repo_root / 'tools' / 'benchmark.py'),
+        [sys.executable, str(BENCHMARK),
          '--device', 'cpu', '--depth', '18', '--num-classes', '11',
          '--size', '32', '--batch-size', '2', '--steps', '1', '--warmup',
          '1', '--infer-steps', '1', '--settings', 'fp32', '--json',
@@ -163,7 +167,7 @@ def test_benchmark_tool_cpu_smoke(tmp_path, repo_root):
 
 
 def test_benchmark_rejects_unknown_setting():
-    from mmpsp.apis.benchmark import run_benchmark
+    from speed_benchmark import run_benchmark
     with pytest.raises(ValueError, match='unknown setting'):
         run_benchmark(['fp8'], torch.device('cpu'))
 
@@ -198,7 +202,8 @@ def test_speed_levers_hook_keeps_outputs(r18_pair):
 def test_add_speed_levers_and_compile_flag():
     from mmengine.config import Config
 
-    from mmpsp.engine import add_speed_levers, apply_speed_levers
+    from mmpsp.apis import add_speed_levers
+    from mmpsp.engine import apply_speed_levers
     cfg = Config(dict(custom_hooks=[dict(type='NonFiniteLossHook')]))
     assert add_speed_levers(cfg) is None
     assert len(cfg.custom_hooks) == 1
@@ -217,7 +222,7 @@ def test_add_speed_levers_and_compile_flag():
 
 def test_benchmark_data_pipeline_on_camvid(camvid_root, repo_root):
     proc = subprocess.run(
-        [sys.executable, str(repo_root / 'tools' / 'benchmark.py'), '--data',
+        [sys.executable, str(BENCHMARK), '--data',
          str(repo_root / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'),
          '--workers', '0', '--batches', '2', '--cfg-options',
          f'train_dataloader.dataset.data_root={camvid_root}'],
@@ -234,7 +239,7 @@ def test_benchmark_data_pipeline_on_camvid(camvid_root, repo_root):
 
 def test_benchmark_data_pipeline_names_a_short_loader(camvid_root,
                                                       repo_root):
-    from mmpsp.apis.benchmark import measure_data_pipeline
+    from speed_benchmark import measure_data_pipeline
     options = {
         'train_dataloader.dataset.data_root': camvid_root,
         'train_dataloader.sampler': dict(type='DefaultSampler', shuffle=False)
@@ -277,20 +282,27 @@ def test_train_tool_parses_no_channels_last(monkeypatch):
 def test_pin_memory_only_with_cuda(monkeypatch):
     from mmengine.config import Config
 
-    from mmpsp.engine import pin_memory_on_cuda
+    from mmpsp.apis import adapt_to_machine
 
     def config():
         return Config(dict(
-            train_dataloader=dict(batch_size=2),
+            train_dataloader=dict(batch_size=2, pin_memory=True),
             val_dataloader=dict(batch_size=1, pin_memory=False)))
 
+    # The dataset bases declare pinned loaders.
+    declared = Config.fromfile(
+        str(Path(__file__).resolve().parents[1] / 'configs' / '_base_' /
+            'datasets' / 'camvid.py'))
+    assert declared.train_dataloader.pin_memory is True
+    assert declared.val_dataloader.pin_memory is True
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = config()
-    assert pin_memory_on_cuda(cfg) == []
-    assert 'pin_memory' not in cfg.train_dataloader
+    adapt_to_machine(cfg)
+    assert cfg.train_dataloader.pin_memory is False
+    assert cfg.val_dataloader.pin_memory is False
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     cfg = config()
-    assert pin_memory_on_cuda(cfg) == ['train_dataloader']
+    adapt_to_machine(cfg)
     assert cfg.train_dataloader.pin_memory is True
     # A loader's own choice stays.
     assert cfg.val_dataloader.pin_memory is False
@@ -307,7 +319,7 @@ def test_non_blocking_copies_only_for_a_cuda_model():
 
 
 def test_summarise_training_log(tmp_path):
-    from mmpsp.apis.benchmark import summarise_training_log
+    from speed_benchmark import summarise_training_log
     with pytest.raises(FileNotFoundError, match='scalars.json'):
         summarise_training_log(str(tmp_path))
     rows = [dict(iter=i, time=t, data_time=t / 10, loss=1.0)
@@ -334,7 +346,7 @@ def test_summarise_training_log(tmp_path):
 
 
 def test_resident_model_bytes_count_params_grads_and_buffers():
-    from mmpsp.apis.benchmark import _tensor_bytes
+    from speed_benchmark import _tensor_bytes
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
                                 torch.nn.BatchNorm2d(4))
     params = (4 * 3 * 9 + 4 + 4 + 4) * 4

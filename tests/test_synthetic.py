@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from mmengine.registry import init_default_scope
 
-from mmpsp.datasets import ScenesDemoDataset, generate_scenes_demo
-from mmpsp.datasets.synthetic import CLASSES, PALETTE, SCENES, render_scene
+from mmpsp.demo import ScenesDemoDataset, generate_scenes_demo
+from mmpsp.demo.scenes import CLASSES, PALETTE, SCENES, render_scene
 from mmpsp.registry import DATASETS
 
 SIZE = 48

@@ -23,17 +23,16 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 from mmpsp.apis import (
-    BF16AutocastOptimWrapper,
     NothingToResumeWarning,
+    adapt_to_machine,
     build_test_config,
     build_train_config,
     enable_amp,
-    prepare_launch,
     resolve_resume,
 )
-from mmpsp.engine import ConfigCheckError
-from mmpsp.engine.iter_seed import iteration_seed
-from mmpsp.engine.preflight import check_class_counts
+from mmpsp.engine import BF16AutocastOptimWrapper, ConfigCheckError
+from mmpsp.engine.checks.config_check import check_class_counts
+from mmpsp.engine.hooks.iteration_seed_hook import iteration_seed
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'
@@ -352,12 +351,14 @@ def test_cpu_launch_turns_sync_bn_into_bn_and_fixes_workers():
     cfg = Config.fromfile(str(CONFIG))
     cfg.train_dataloader.num_workers = 0
     assert cfg.model.backbone.norm_cfg.type == 'SyncBN'
-    prepare_launch(cfg)
+    adapt_to_machine(cfg)
     for part in ('backbone', 'decode_head', 'auxiliary_head'):
         assert cfg.model[part].norm_cfg.type == 'BN'
     assert cfg.train_dataloader.persistent_workers is False
     # Loaders with workers keep them.
     assert cfg.val_dataloader.persistent_workers is True
+    # Pinned memory only helps copies to a GPU.
+    assert cfg.train_dataloader.pin_memory is False
 
 
 def test_iteration_seed_differs_by_rank_and_iteration():

@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
 from mmpsp.engine import ConfigCheckError, check_dataset
-from mmpsp.engine.data_check import ON_CORRUPT, SPLITS
+from mmpsp.engine.checks.data_check import ON_CORRUPT, SPLITS
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,8 +10,8 @@ import sys
 import time
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
-from mmpsp.datasets.synthetic import CLASSES
 from mmpsp.demo import results_table, run_demo
+from mmpsp.demo.scenes import CLASSES
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                    'configs')

@@ -18,12 +18,27 @@ log_level = 'INFO'
 load_from = None
 resume = False
 
-# channels_last (NHWC) changes the memory layout, not the result: cuDNN's
-# fastest convolutions on recent GPUs take NHWC, and on CPU it costs
-# nothing. Turn it off with tools/train.py --no-channels-last. compile=True
-# (or --compile) adds torch.compile; see mmpsp/engine/speed.py.
+# Every hook an mmpsp run has is declared here or in default_hooks (the
+# schedules): mmseg's own tools/train.py and tools/test.py run the same
+# hooks as mmpsp's. A config that sets ``custom_hooks = [...]`` replaces
+# this list (the entry points warn, naming what is missing); extend it with
+# ``custom_hooks = _base_.custom_hooks + [...]`` instead.
 custom_hooks = [
-    dict(type='mmpsp.SpeedLeversHook', channels_last=True, compile=False)
+    # Stop at the first non-finite loss, naming the last finite checkpoint.
+    dict(type='mmpsp.NonFiniteLossHook'),
+    # Refuse label values outside [0, num_classes) other than ignore_index.
+    dict(type='mmpsp.LabelRangeHook'),
+    # Reseed torch per iteration so that --resume repeats the same run.
+    dict(type='mmpsp.IterationSeedHook'),
+    # channels_last (NHWC) changes the memory layout, not the result:
+    # cuDNN's fastest convolutions on recent GPUs take NHWC, and on CPU it
+    # costs nothing. tools/train.py --no-channels-last turns it off;
+    # compile=True (or --compile) adds torch.compile
+    # (mmpsp/engine/hooks/speed_levers_hook.py).
+    dict(type='mmpsp.SpeedLeversHook', channels_last=True, compile=False),
+    # Refuse a load_from checkpoint that does not fit the model (another
+    # class count or architecture) instead of running a partly random head.
+    dict(type='mmpsp.CheckpointCheckHook'),
 ]
 
 # Multi-scale + flip inference (``--tta``) wraps the model in mmseg's

@@ -1,27 +1,33 @@
-"""High-level entry points: training, testing and their process setup."""
-from . import checkpoint  # noqa: F401  (registers CheckpointCheckHook)
-from .amp import BF16AutocastOptimWrapper, enable_amp
-from .data_profile import mmseg_pipeline_options, profile_train_pipeline
+"""User entry points: train, test, inference and the process set-up.
+
+Rule: what ``tools/*.py`` and the demo call. Entry points read a config,
+apply the command line's options to it, adapt it to the machine
+(:func:`adapt_to_machine`, the one place that changes a run without the
+config saying so) and hand it to mmengine's Runner.
+"""
 from .inference import init_segmentor, segment_images
 from .launch import (
+    LaunchEnvironmentError,
+    adapt_to_machine,
     init_cpu_process_group,
     load_config,
-    prepare_launch,
     revert_sync_bn_in_config,
 )
+from .run_options import add_speed_levers, enable_amp
 from .test import build_test_config, run_test
 from .train import (
     NothingToResumeWarning,
     build_train_config,
+    build_train_runner,
     resolve_resume,
     run_train,
 )
 
 __all__ = [
-    'BF16AutocastOptimWrapper', 'NothingToResumeWarning',
-    'build_test_config', 'build_train_config', 'enable_amp',
-    'init_segmentor', 'segment_images',
-    'init_cpu_process_group', 'load_config', 'prepare_launch',
+    'LaunchEnvironmentError', 'NothingToResumeWarning', 'adapt_to_machine',
+    'add_speed_levers', 'build_test_config', 'build_train_config',
+    'build_train_runner',
+    'enable_amp', 'init_cpu_process_group', 'init_segmentor', 'load_config',
     'resolve_resume', 'revert_sync_bn_in_config', 'run_test', 'run_train',
-    'mmseg_pipeline_options', 'profile_train_pipeline'
+    'segment_images'
 ]

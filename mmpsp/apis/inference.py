@@ -2,7 +2,7 @@
 
 Built on mmseg's ``init_model`` and ``inference_model`` (the test pipeline of
 the config, ``EncoderDecoder.test_step``); the weights are loaded with
-:func:`~mmpsp.apis.checkpoint.load_checkpoint_checked`, which refuses a
+:func:`~mmpsp.engine.checks.load_checkpoint_checked`, which refuses a
 checkpoint that does not fit the config instead of running a half-random
 model.
 """
@@ -18,9 +18,9 @@ from mmengine.config import Config
 from mmseg.apis import inference_model, init_model
 from torch import nn
 
+from mmpsp.engine.checks import load_checkpoint_checked
 from mmpsp.registry import DATASETS
-
-from .checkpoint import load_checkpoint_checked
+from mmpsp.utils.errors import ConfigKeyError
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -81,7 +81,7 @@ def init_segmentor(config: Union[str, Config],
         dataset = model.cfg.test_dataloader.dataset
         dataset_cls = DATASETS.get(dataset.type)
         if dataset_cls is None:
-            raise KeyError(
+            raise ConfigKeyError(
                 f'{checkpoint} has no class names or palette in its meta, '
                 f'and the config\'s dataset type {dataset.type!r} is not '
                 'registered; import the package that defines it or use a '

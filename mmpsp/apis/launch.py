@@ -3,7 +3,7 @@
 mmengine's launchers assume CUDA: the ``pytorch``, ``slurm`` and ``mpi``
 launchers call ``torch.cuda.set_device`` (which fails on CPU-only torch), and
 the Runner wraps the model in DDP with ``device_ids=[LOCAL_RANK]`` (which DDP
-rejects for a CPU module). :func:`prepare_launch` closes both gaps before the
+rejects for a CPU module). :func:`adapt_to_machine` closes both gaps before the
 Runner is built: on CPU it starts the process group itself with ``gloo``, so
 the Runner finds it initialised and skips its own launcher, and it asks for
 DDP without device ids. On GPU it leaves everything to mmengine.
@@ -13,7 +13,7 @@ import datetime
 import os
 import os.path as osp
 import subprocess
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -22,9 +22,18 @@ from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
-from mmpsp.engine.speed import pin_memory_on_cuda
+from mmpsp.utils.config_tree import LOADER_KEYS, walk_dicts
+from mmpsp.utils.errors import MMPSPError
+
+from .fail_fast import install_fail_fast
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+class LaunchEnvironmentError(MMPSPError, KeyError):
+    """A launcher's environment variables are missing."""
+
+
 # Norm layer types that build a synchronised BatchNorm (mmcv's names).
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
 
@@ -69,16 +78,6 @@ def load_config(config: str,
     return cfg
 
 
-def _walk_dicts(node, path: str) -> Iterator[Tuple[str, dict]]:
-    if isinstance(node, dict):
-        yield path, node
-        for key, value in node.items():
-            yield from _walk_dicts(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for index, value in enumerate(node):
-            yield from _walk_dicts(value, f'{path}.{index}')
-
-
 def revert_sync_bn_in_config(cfg: Config, reason: str) -> List[str]:
     """Turn every SyncBN norm layer in ``cfg.model`` into plain BN.
 
@@ -94,7 +93,7 @@ def revert_sync_bn_in_config(cfg: Config, reason: str) -> List[str]:
         list[str]: The config keys that were changed.
     """
     found = [(path, node)
-             for path, node in _walk_dicts(cfg.get('model'), 'model')
+             for path, node in walk_dicts(cfg.get('model'), 'model')
              if node.get('type') in SYNC_BN_TYPES]
     for _, node in found:
         node['type'] = 'BN'
@@ -125,9 +124,10 @@ def _slurm_env() -> Dict[str, str]:
 
 def _mpi_env() -> Dict[str, str]:
     if 'MASTER_ADDR' not in os.environ:
-        raise KeyError('launcher=mpi needs the environment variable '
-                       'MASTER_ADDR (the host of rank 0); export it before '
-                       'mpirun, e.g. mpirun -x MASTER_ADDR=host0 ...')
+        raise LaunchEnvironmentError(
+            'launcher=mpi needs the environment variable MASTER_ADDR (the '
+            'host of rank 0); export it before mpirun, e.g. mpirun -x '
+            'MASTER_ADDR=host0 ...')
     return dict(
         RANK=os.environ['OMPI_COMM_WORLD_RANK'],
         WORLD_SIZE=os.environ['OMPI_COMM_WORLD_SIZE'],
@@ -165,7 +165,7 @@ def init_cpu_process_group(launcher: str,
         if key not in os.environ
     ]
     if missing:
-        raise KeyError(
+        raise LaunchEnvironmentError(
             f'launcher={launcher!r} needs the environment variables '
             f'{missing}; start the job with tools/dist_train.sh (torchrun) '
             'or tools/slurm_train.sh, or use --launcher none')
@@ -179,57 +179,63 @@ def init_cpu_process_group(launcher: str,
         **kwargs)
 
 
-def drop_persistent_workers_without_workers(cfg: Config) -> List[str]:
-    """Turn off ``persistent_workers`` in loaders with ``num_workers=0``.
-
-    torch's DataLoader rejects the pair, and ``num_workers=0`` is what one
-    sets to debug or to run on a laptop, while the configs ask for
-    persistent workers.
-
-    Args:
-        cfg (Config): The full config; changed in place.
-
-    Returns:
-        list[str]: The loaders that were changed.
-    """
+def _set_loader_option(cfg: Config, option: str, value: bool, when,
+                       reason: str) -> List[str]:
+    """Set ``option`` on every loader for which ``when(loader)`` holds; log."""
     changed = []
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for key in LOADER_KEYS:
         loader = cfg.get(key)
-        if (isinstance(loader, dict) and loader.get('num_workers') == 0
-                and loader.get('persistent_workers')):
-            loader['persistent_workers'] = False
+        if isinstance(loader, dict) and when(loader):
+            loader[option] = value
             changed.append(key)
     if changed:
-        print_log(
-            'persistent_workers=False (num_workers=0 has no workers to keep) '
-            f'in: {", ".join(changed)}',
-            logger='current')
+        print_log(f'{option}={value} ({reason}) in: {", ".join(changed)}',
+                  logger='current')
     return changed
 
 
-def prepare_launch(cfg: Config) -> None:
-    """Make a config runnable on this machine before a Runner is built.
+def adapt_to_machine(cfg: Config) -> None:
+    """Adapt a config to this machine and process count; log each change.
 
-    Loaders with ``num_workers=0`` get ``persistent_workers=False``; on
-    CUDA, loaders get ``pin_memory=True`` unless they set it.
+    The config declares the run (hooks, loaders, model); only what depends
+    on the machine is changed here, in this order, and only when needed:
 
-    On CPU (no CUDA device visible): SyncBN becomes BN (torch's
-    ``SyncBatchNorm`` runs on GPU only); with a launcher, the process group
-    is started here with ``gloo`` and the model is wrapped in DDP without
-    ``device_ids`` and with ``broadcast_buffers=True``: every forward pass
-    starts from rank 0's BN statistics, so the ranks' running statistics
-    do not drift apart. On GPU only the
-    single-process case is touched (SyncBN becomes BN, as mmengine would do
-    too, but logged with the keys).
+    1. In a multi-process job, a rank that fails exits at once
+       (:func:`~mmpsp.apis.fail_fast.install_fail_fast`).
+    2. Loaders with ``num_workers=0`` get ``persistent_workers=False``
+       (torch's DataLoader rejects the pair; zero workers is what one sets
+       on a laptop or to debug).
+    3. Without CUDA, loaders get ``pin_memory=False`` (pinned memory only
+       speeds up copies to a GPU; torch would warn and ignore it).
+    4. SyncBN becomes BN without CUDA (torch's ``SyncBatchNorm`` runs on GPU
+       only) and in a single process (nothing to sync, as mmengine does,
+       but logged with the keys).
+    5. Multi-process on CPU: the process group is started here with
+       ``gloo`` (mmengine's launchers call ``torch.cuda.set_device``) and
+       the model is wrapped in DDP without ``device_ids`` (DDP rejects
+       them for a CPU module) and with ``broadcast_buffers=True``: every
+       forward pass starts from rank 0's BN statistics, so the ranks'
+       running statistics do not drift apart.
+
+    On a CUDA machine steps 3 and 5 change nothing: mmengine's launcher
+    and DDP wrapper handle GPUs themselves.
 
     Args:
         cfg (Config): The full config; changed in place.
     """
-    drop_persistent_workers_without_workers(cfg)
-    pin_memory_on_cuda(cfg)
     launcher = cfg.get('launcher', 'none')
+    # Under Slurm or MPI, WORLD_SIZE is exported only later (by
+    # init_cpu_process_group or mmengine's launcher): the launcher says it.
+    install_fail_fast(force=launcher != 'none')
+    _set_loader_option(
+        cfg, 'persistent_workers', False,
+        lambda loader: loader.get('num_workers') == 0 and loader.get(
+            'persistent_workers'), 'num_workers=0 has no workers to keep')
     on_cpu = not torch.cuda.is_available()
     if on_cpu:
+        _set_loader_option(cfg, 'pin_memory', False,
+                           lambda loader: loader.get('pin_memory'),
+                           'no CUDA device to copy batches to')
         revert_sync_bn_in_config(
             cfg, 'no CUDA device: torch.nn.SyncBatchNorm runs on GPU only; '
             'batch statistics are now per process')
@@ -253,6 +259,10 @@ def prepare_launch(cfg: Config) -> None:
         wrapper['device_ids'] = None
         wrapper.setdefault('broadcast_buffers', True)
     cfg.model_wrapper_cfg = wrapper
+    print_log(
+        f'{launcher} launcher without CUDA: env_cfg.dist_cfg.backend=gloo, '
+        'process group started here, model_wrapper_cfg='
+        f'{dict(wrapper)}', logger='current')
 
 
 def set_local_rank(local_rank: int) -> None:

@@ -5,9 +5,10 @@ from typing import Dict, Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmpsp.engine import preflight
+from mmpsp.engine.checks import check_before_run
+from mmpsp.utils.errors import ConfigKeyError
 
-from .launch import load_config, prepare_launch
+from .launch import adapt_to_machine, load_config
 
 
 def enable_visualization(cfg: Config,
@@ -26,7 +27,7 @@ def enable_visualization(cfg: Config,
     """
     hook = (cfg.get('default_hooks') or {}).get('visualization')
     if hook is None:
-        raise KeyError(
+        raise ConfigKeyError(
             '--show/--show-dir need default_hooks.visualization in the '
             "config; add visualization=dict(type='SegVisualizationHook') to "
             'default_hooks')
@@ -36,7 +37,7 @@ def enable_visualization(cfg: Config,
         hook['wait_time'] = wait_time
     if show_dir:
         if cfg.get('visualizer') is None:
-            raise KeyError(
+            raise ConfigKeyError(
                 '--show-dir needs a visualizer in the config; add '
                 "visualizer=dict(type='SegLocalVisualizer', "
                 "vis_backends=[dict(type='LocalVisBackend')])")
@@ -55,7 +56,7 @@ def enable_tta(cfg: Config) -> None:
     """
     missing = [key for key in ('tta_pipeline', 'tta_model') if key not in cfg]
     if missing:
-        raise KeyError(
+        raise ConfigKeyError(
             f'--tta needs {missing} in {cfg.filename}; inherit a dataset '
             'base that defines tta_pipeline (configs/_base_/datasets/) and '
             "set tta_model=dict(type='SegTTAModel')")
@@ -74,7 +75,7 @@ def save_predictions(cfg: Config, out_dir: str) -> None:
     evaluator = cfg.get('test_evaluator')
     metrics = evaluator if isinstance(evaluator, list) else [evaluator]
     if not metrics or any(not isinstance(m, dict) for m in metrics):
-        raise KeyError(
+        raise ConfigKeyError(
             f'--out needs test_evaluator in the config as a dict or a list '
             f'of dicts, got {evaluator!r}; add '
             "test_evaluator=dict(type='IoUMetric', iou_metrics=['mIoU'])")
@@ -122,11 +123,6 @@ def build_test_config(config: str,
     cfg = load_config(config, cfg_options, work_dir, launcher)
     cfg.load_from = checkpoint
     cfg.resume = False
-    # Refuse a checkpoint that does not fit the model (e.g. another class
-    # count) instead of testing a partly random head.
-    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-        dict(type='mmpsp.CheckpointCheckHook')
-    ]
     # Testing needs no training parts. Without them mmseg's visualization
     # hook (which reads runner.iter) cannot make the Runner build the train
     # loop, i.e. list and load the whole train set, or fail without it.
@@ -143,7 +139,10 @@ def build_test_config(config: str,
 
 
 def run_test(cfg: Config) -> Dict[str, float]:
-    """Check the config, set up this process and evaluate.
+    """Check the config, adapt it to this machine and evaluate.
+
+    The config's ``CheckpointCheckHook`` (declared in mmpsp's runtime)
+    refuses a checkpoint that does not fit the model.
 
     Args:
         cfg (Config): From :func:`build_test_config`.
@@ -153,6 +152,6 @@ def run_test(cfg: Config) -> Dict[str, float]:
         'mAcc': ..}`` (percent).
     """
     # Only the test split is read: a missing train set must not block it.
-    preflight(cfg, splits=('test',))
-    prepare_launch(cfg)
+    adapt_to_machine(cfg)
+    check_before_run(cfg, splits=('test',))
     return Runner.from_cfg(cfg).test()

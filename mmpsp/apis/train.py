@@ -8,16 +8,13 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner, find_latest_checkpoint
 from torch import nn
 
-from mmpsp.engine import preflight
-from mmpsp.engine.speed import add_speed_levers
-from mmpsp.utils.pretrained import check_pretrained
+from mmpsp.engine.checks import check_before_run, check_pretrained
 
-from .amp import enable_amp
-from .launch import load_config, prepare_launch
+from .launch import adapt_to_machine, load_config
+from .run_options import add_speed_levers, enable_amp
 
 # ``--resume`` without a path.
 RESUME_LATEST = 'auto'
-_SEED_HOOK = 'mmpsp.IterationSeedHook'
 
 
 class NothingToResumeWarning(UserWarning):
@@ -82,14 +79,6 @@ def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
     return latest
 
 
-def _add_iteration_seed_hook(cfg: Config) -> None:
-    hooks = cfg.get('custom_hooks') or []
-    if not any(h.get('type') in (_SEED_HOOK, 'IterationSeedHook')
-               for h in hooks if isinstance(h, dict)):
-        hooks.append(dict(type=_SEED_HOOK))
-    cfg.custom_hooks = hooks
-
-
 def build_train_config(config: str,
                        work_dir: Optional[str] = None,
                        cfg_options: Optional[Dict] = None,
@@ -107,15 +96,16 @@ def build_train_config(config: str,
         cfg_options (dict, optional): ``--cfg-options`` pairs.
             Defaults to None.
         amp (str, optional): Mixed precision: ``'auto'``, ``'fp16'`` or
-            ``'bf16'`` (see :func:`~.amp.enable_amp`); True means ``'auto'``.
-            Defaults to None (full precision).
+            ``'bf16'`` (see :func:`~.run_options.enable_amp`); True means
+            ``'auto'``. Defaults to None (full precision).
         resume (str, optional): ``'auto'`` (latest checkpoint in the
             work_dir), a checkpoint path, or None. Defaults to None.
         launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or
             ``'mpi'``. Defaults to ``'none'``.
         channels_last (bool, optional): Train in channels_last memory
-            layout (see :mod:`mmpsp.engine.speed`); None keeps the
-            config's choice (on in mmpsp configs). Defaults to None.
+            layout (see :mod:`mmpsp.engine.hooks.speed_levers_hook`); None
+            keeps the config's choice (on in mmpsp configs). Defaults to
+            None.
         compile (bool, optional): ``torch.compile`` the network and the
             heads' losses; None keeps the config's choice (off).
             Defaults to None.
@@ -131,11 +121,30 @@ def build_train_config(config: str,
     return cfg
 
 
-def run_train(cfg: Config) -> nn.Module:
-    """Check the config, set up this process and train.
+def build_train_runner(cfg: Config) -> Runner:
+    """Check the config, adapt it to this machine and build its Runner.
 
-    Adds :class:`~mmpsp.engine.IterationSeedHook` to ``custom_hooks``
-    (unless there), so a resumed run repeats the uninterrupted one exactly.
+    The run is the config's: hooks and loader settings are those it
+    declares. Only :func:`~.launch.adapt_to_machine` changes it, for what
+    depends on the machine, and logs each change.
+
+    Args:
+        cfg (Config): From :func:`build_train_config`, or any mmengine
+            training config.
+
+    Returns:
+        Runner: Ready for ``runner.train()``.
+    """
+    adapt_to_machine(cfg)
+    # Before datasets and workers start: offline, mmengine would fail only
+    # when it initialises the weights, with a traceback naming no config key.
+    check_pretrained(cfg)
+    check_before_run(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def run_train(cfg: Config) -> nn.Module:
+    """Train a config: :func:`build_train_runner`, then ``train()``.
 
     Args:
         cfg (Config): From :func:`build_train_config`, or any mmengine
@@ -144,10 +153,4 @@ def run_train(cfg: Config) -> nn.Module:
     Returns:
         nn.Module: The trained model.
     """
-    # Before datasets and workers start: offline, mmengine would fail only
-    # when it initialises the weights, with a traceback naming no config key.
-    check_pretrained(cfg)
-    preflight(cfg)
-    _add_iteration_seed_hook(cfg)
-    prepare_launch(cfg)
-    return Runner.from_cfg(cfg).train()
+    return build_train_runner(cfg).train()

@@ -1,6 +1,9 @@
-"""Datasets and transforms that mmseg does not ship."""
+"""Datasets and transforms that mmseg does not ship.
+
+Rule: registered in ``mmpsp.registry.DATASETS``/``TRANSFORMS`` and named by
+configs; everything else a pipeline needs comes from mmseg.
+"""
 from .camvid import CamVidDataset
-from .synthetic import ScenesDemoDataset, generate_scenes_demo
 from .transforms import (
     MMSEG_EQUIVALENTS,
     FastPhotoMetricDistortion,
@@ -12,6 +15,6 @@ from .transforms import (
 
 __all__ = [
     'CamVidDataset', 'FastPhotoMetricDistortion', 'FastRandomCrop',
-    'MMSEG_EQUIVALENTS', 'RandomGaussianBlur', 'ScenesDemoDataset',
-    'generate_scenes_demo', 'mmseg_transform_type', 'to_mmseg_pipeline'
+    'MMSEG_EQUIVALENTS', 'RandomGaussianBlur', 'mmseg_transform_type',
+    'to_mmseg_pipeline'
 ]

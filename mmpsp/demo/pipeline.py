@@ -7,10 +7,9 @@ from typing import Dict, Optional
 import cv2
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.runner import Runner
 
-from mmpsp.datasets.synthetic import CLASSES, PALETTE, generate_scenes_demo
-from mmpsp.engine import preflight
+from mmpsp.apis.train import build_train_runner
+from mmpsp.demo.scenes import CLASSES, PALETTE, generate_scenes_demo
 
 from .report import (
     evaluate_segmentor,
@@ -81,7 +80,7 @@ def build_demo_config(config: str,
 
 
 def train_and_evaluate(cfg: Config, keep: int = 0) -> Dict:
-    """Train a config with mmengine's Runner, then score it per class.
+    """Train a config as ``tools/train.py`` does, then score it per class.
 
     Args:
         cfg (Config): A config from :func:`build_demo_config`.
@@ -93,8 +92,7 @@ def train_and_evaluate(cfg: Config, keep: int = 0) -> Dict:
         ``curves`` (:func:`~mmpsp.demo.report.read_scalars`),
         ``checkpoint``, ``config`` (the dumped config) and ``train_s``.
     """
-    preflight(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = build_train_runner(cfg)
     start = time.perf_counter()
     runner.train()
     train_s = time.perf_counter() - start

@@ -30,13 +30,15 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from torch import Tensor, nn
 
+from mmpsp.utils.errors import MMPSPError
+
 from .pooling import fix_adaptive_pooling
 
 OUTPUTS = ('logits', 'mask')
 DEFAULT_OPSET = 17
 
 
-class ExportError(ValueError):
+class ExportError(MMPSPError, ValueError):
     """A model or setting that mmpsp's exporter does not handle."""
 
 
@@ -356,7 +358,7 @@ def build_segmentor(config: Union[str, Config],
     Args:
         config (str | Config): Config file or object (mmpsp or mmseg).
         checkpoint (str, optional): Checkpoint to load with
-            :func:`mmpsp.apis.checkpoint.load_checkpoint_checked`.
+            :func:`mmpsp.engine.checks.checkpoint_check.load_checkpoint_checked`.
         cfg_options (dict, optional): Overrides merged into the config.
 
     Returns:
@@ -365,7 +367,7 @@ def build_segmentor(config: Union[str, Config],
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
-    from mmpsp.apis.checkpoint import load_checkpoint_checked
+    from mmpsp.engine.checks import load_checkpoint_checked
 
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     if cfg_options:

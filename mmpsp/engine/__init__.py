@@ -1,28 +1,41 @@
-"""Training-engine pieces: checks, hooks and launch helpers."""
-from .checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
-from .data_check import DataCheckError, DataReport, Issue, check_dataset
-from .dist_guard import install_fail_fast
-from .guard_hooks import (
+"""What the Runner builds from mmpsp's registries, and the checks before it.
+
+Rule: ``hooks/`` and ``optim_wrappers/`` hold registered classes that a
+config names by ``type``; ``checks/`` holds the checks that run before a
+Runner exists. Nothing here edits a config: entry points in ``apis/`` do.
+"""
+from .checks import (
+    CheckpointMismatchError,
+    ConfigCheckError,
+    DataCheckError,
+    DataReport,
+    Issue,
+    PretrainedWeightsError,
+    check_before_run,
+    check_dataset,
+    check_pretrained,
+    load_checkpoint_checked,
+)
+from .hooks import (
+    AtomicCheckpointHook,
+    AtomicLocalBackend,
+    CheckpointCheckHook,
+    IterationSeedHook,
     LabelRangeHook,
     LabelValueError,
     NonFiniteLossError,
     NonFiniteLossHook,
-)
-from .iter_seed import IterationSeedHook
-from .preflight import ConfigCheckError, preflight
-from .speed import (
     SpeedLeversHook,
-    add_speed_levers,
     apply_speed_levers,
-    pin_memory_on_cuda,
 )
+from .optim_wrappers import BF16AutocastOptimWrapper
 
 __all__ = [
-    'AtomicCheckpointHook', 'AtomicLocalBackend', 'ConfigCheckError',
-    'IterationSeedHook',
-    'DataCheckError', 'DataReport', 'Issue', 'LabelRangeHook',
-    'LabelValueError', 'NonFiniteLossError', 'NonFiniteLossHook',
-    'SpeedLeversHook', 'add_speed_levers', 'apply_speed_levers',
-    'pin_memory_on_cuda',
-    'check_dataset', 'install_fail_fast', 'preflight'
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'BF16AutocastOptimWrapper',
+    'CheckpointCheckHook', 'CheckpointMismatchError', 'ConfigCheckError',
+    'DataCheckError', 'DataReport', 'Issue', 'IterationSeedHook',
+    'LabelRangeHook', 'LabelValueError', 'NonFiniteLossError',
+    'NonFiniteLossHook', 'PretrainedWeightsError', 'SpeedLeversHook',
+    'apply_speed_levers', 'check_before_run', 'check_dataset',
+    'check_pretrained', 'load_checkpoint_checked'
 ]

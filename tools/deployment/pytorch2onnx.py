@@ -11,8 +11,7 @@ import sys
 
 from mmengine.config import DictAction
 
-import mmpsp  # noqa: F401  (before mmseg.models, see mmpsp/compat.py)
-from mmpsp.apis.checkpoint import CheckpointMismatchError
+import mmpsp  # noqa: F401  (before mmseg.models, see mmpsp/mmcv_lite.py)
 from mmpsp.deploy import (
     DEFAULT_OPSET,
     OUTPUTS,
@@ -23,6 +22,7 @@ from mmpsp.deploy import (
     export_torchscript,
     verify_onnx,
 )
+from mmpsp.engine.checks import CheckpointMismatchError
 
 
 def parse_args() -> argparse.Namespace:

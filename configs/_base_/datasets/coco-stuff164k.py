@@ -50,6 +50,9 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=4,
     persistent_workers=True,
+    # Page-locked batches copy to the GPU without blocking the host
+    # (off on a machine without CUDA, logged by mmpsp.apis.adapt_to_machine).
+    pin_memory=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
@@ -62,6 +65,9 @@ val_dataloader = dict(
     batch_size=1,
     num_workers=4,
     persistent_workers=True,
+    # Page-locked batches copy to the GPU without blocking the host
+    # (off on a machine without CUDA, logged by mmpsp.apis.adapt_to_machine).
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,

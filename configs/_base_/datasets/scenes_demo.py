@@ -1,5 +1,5 @@
 # Scenes-demo: the synthetic scene-parsing set that mmpsp generates itself
-# (mmpsp.datasets.synthetic.generate_scenes_demo; `tools/demo.py` writes it
+# (mmpsp.demo.scenes.generate_scenes_demo; `tools/demo.py` writes it
 # to <out>/data). 12 classes, no void, 128x128 RGB PNGs, 320 train / 80 val.
 dataset_type = 'ScenesDemoDataset'
 data_root = 'data/scenes_demo'

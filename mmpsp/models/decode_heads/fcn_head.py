@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mmpsp.registry import MODELS
 
-from .lean_loss import LeanLossMixin
+from ..losses.head_loss import LeanLossMixin
 
 
 @MODELS.register_module()

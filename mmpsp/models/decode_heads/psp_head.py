@@ -13,7 +13,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from mmpsp.registry import MODELS
 
-from .lean_loss import LeanLossMixin
+from ..losses.head_loss import LeanLossMixin
 
 _POOLS = {'avg': nn.AdaptiveAvgPool2d, 'max': nn.AdaptiveMaxPool2d}
 

@@ -12,8 +12,9 @@ Checkpoints written by mmseg 0.x carry ``meta['CLASSES']`` and
 ``meta['PALETTE']``; mmseg 1.x and mmpsp write ``meta['dataset_meta']``.
 :func:`dataset_meta_from_checkpoint` reads either.
 
-:class:`CheckpointCheckHook` applies the same checks when a ``Runner`` loads
-``load_from`` (``tools/test.py``), before mmengine's lenient load runs.
+:class:`~mmpsp.engine.hooks.CheckpointCheckHook` applies the same checks
+when a ``Runner`` loads ``load_from`` or resumes, before mmengine's lenient
+load runs.
 """
 import logging
 import os.path as osp
@@ -23,12 +24,11 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import BaseTTAModel, is_model_wrapper
 from torch import nn
 
-from mmpsp.registry import HOOKS
+from mmpsp.utils.errors import MMPSPError
+from mmpsp.utils.model import unwrap_model
 
 Shape = Tuple[int, ...]
 # Buffers that BN creates and mmseg checkpoints from before torch 0.4.1 lack;
@@ -37,7 +37,7 @@ _OPTIONAL_SUFFIXES = ('num_batches_tracked', )
 _CLASSIFIER_SUFFIX = 'conv_seg.weight'
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(MMPSPError, ValueError):
     """A checkpoint does not fit the model it is loaded into."""
 
 
@@ -120,7 +120,7 @@ def dataset_meta_from_checkpoint(checkpoint: dict) -> Optional[dict]:
     return None
 
 
-def _state_dict(checkpoint: dict,
+def state_dict_of(checkpoint: dict,
                 revise_keys: Sequence[Tuple[str, str]]) -> 'OrderedDict':
     state_dict = OrderedDict(checkpoint.get('state_dict', checkpoint))
     for pattern, replacement in revise_keys:
@@ -208,7 +208,7 @@ def mismatch_message(report: CheckpointReport, limit: int = 10) -> str:
     return '\n'.join(lines)
 
 
-def _refuse_or_log(report: CheckpointReport, strict: bool) -> None:
+def refuse_or_log(report: CheckpointReport, strict: bool) -> None:
     """Raise on a partial fit when ``strict``, else log it as a warning."""
     if report.complete:
         return
@@ -218,14 +218,7 @@ def _refuse_or_log(report: CheckpointReport, strict: bool) -> None:
         mismatch_message(report), logger='current', level=logging.WARNING)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    # Checkpoints hold the bare segmentor's weights, also under DDP or TTA.
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
-    return model
-
-
-def _class_names_fit(model: nn.Module, dataset_meta: Optional[dict],
+def class_names_fit(model: nn.Module, dataset_meta: Optional[dict],
                      filename: str, strict: bool) -> bool:
     """Whether the checkpoint's class names fit the model's class count."""
     head = getattr(model, 'decode_head', None)
@@ -274,13 +267,13 @@ def load_checkpoint_checked(
         CheckpointReport: What was found; ``dataset_meta`` is None when the
         checkpoint names no classes.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     checkpoint = read_checkpoint(filename)
-    state_dict = _state_dict(checkpoint, revise_keys)
+    state_dict = state_dict_of(checkpoint, revise_keys)
     report = compare_state_dict(model, state_dict, filename)
     report.dataset_meta = dataset_meta_from_checkpoint(checkpoint)
-    _refuse_or_log(report, strict)
-    names_fit = _class_names_fit(model, report.dataset_meta, filename,
+    refuse_or_log(report, strict)
+    names_fit = class_names_fit(model, report.dataset_meta, filename,
                                  strict)
     skip = {key for key, _, _ in report.mismatched}
     model.load_state_dict(
@@ -291,53 +284,8 @@ def load_checkpoint_checked(
     return report
 
 
-@HOOKS.register_module()
-class CheckpointCheckHook(Hook):
-    """Check ``load_from`` against the model before the Runner loads it.
-
-    ``Runner.load_checkpoint`` loads with ``strict=False`` and only logs what
-    did not fit. Registered for testing or inference, this hook raises
-    :class:`CheckpointMismatchError` (keys, shapes, file and fix) instead,
-    and rewrites an mmseg 0.x meta (``CLASSES``/``PALETTE``) to
-    ``meta['dataset_meta']`` so that the model gets its class names.
-
-    Args:
-        strict (bool): Raise on a partial fit; with False only log it.
-            Defaults to True.
-        revise_keys (Sequence[tuple[str, str]]): As for
-            :func:`load_checkpoint_checked`.
-    """
-
-    priority = 'VERY_HIGH'
-
-    def __init__(self,
-                 strict: bool = True,
-                 revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.',
-                                                            ''), )) -> None:
-        self.strict = strict
-        self.revise_keys = [tuple(pair) for pair in revise_keys]
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Validate ``checkpoint`` (as read by the Runner) in place.
-
-        Args:
-            runner (Runner): The runner loading the checkpoint.
-            checkpoint (dict): The loaded checkpoint.
-        """
-        model = _unwrap(runner.model)
-        filename = str(runner._load_from or '<checkpoint>')
-        state_dict = _state_dict(checkpoint, self.revise_keys)
-        report = compare_state_dict(model, state_dict, filename)
-        _refuse_or_log(report, self.strict)
-        dataset_meta = dataset_meta_from_checkpoint(checkpoint)
-        if dataset_meta is not None and _class_names_fit(
-                model, dataset_meta, filename, self.strict):
-            checkpoint.setdefault('meta', {})['dataset_meta'] = dataset_meta
-            model.dataset_meta = dataset_meta
-
-
 __all__ = [
-    'CheckpointCheckHook', 'CheckpointMismatchError', 'CheckpointReport',
+    'CheckpointMismatchError', 'CheckpointReport',
     'compare_state_dict', 'dataset_meta_from_checkpoint',
     'load_checkpoint_checked', 'mismatch_message', 'read_checkpoint'
 ]

@@ -12,8 +12,10 @@ import glob
 import json
 import os.path as osp
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -21,10 +23,10 @@ from mmengine.optim import OptimWrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from mmpsp.engine.speed import apply_speed_levers
-from mmpsp.utils.mmseg_reference import build_pspnet_pair
-
-from .amp import BF16AutocastOptimWrapper
+from mmpsp.engine.hooks.speed_levers_hook import apply_speed_levers
+from mmpsp.engine.optim_wrappers.bf16_autocast_optim_wrapper import (
+    BF16AutocastOptimWrapper,
+)
 
 # Settings both models run under. ``compile`` wraps the backbone and the
 # heads in torch.compile and, for mmpsp's heads, the full-resolution loss too.
@@ -46,6 +48,10 @@ class Measurement:
     train_img_s: float
     infer_fps: float
     peak_mem_gib: Optional[float]
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tests'))
+from mmseg_reference import build_pspnet_pair  # noqa: E402
 
 
 def make_batch(batch_size: int, size: int, num_classes: int,
@@ -348,7 +354,7 @@ def measure_data_pipeline(config: str,
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    from .launch import load_config
+    from mmpsp.apis.launch import load_config
     cfg = load_config(config, cfg_options)
     loader_cfg = cfg.train_dataloader
     loader_cfg.num_workers = num_workers

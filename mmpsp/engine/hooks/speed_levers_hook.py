@@ -1,7 +1,7 @@
 """Speed levers that keep the math, applied to a Runner's model.
 
 mmpsp's heads always compute their losses the lean way
-(:mod:`mmpsp.models.decode_heads.lean_loss`). The levers here change how the
+(:mod:`mmpsp.models.losses.head_loss`). The levers here change how the
 network runs, not what it computes:
 
 - ``channels_last``: NHWC memory layout for every conv weight (and so for
@@ -32,17 +32,15 @@ Select them in a config, ``custom_hooks = [dict(type='SpeedLeversHook',
 channels_last=True, compile=True)]``, or with ``tools/train.py
 --[no-]channels-last --compile``.
 """
-from typing import List, Optional
 
 import torch
-from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from torch import nn
 
 from mmpsp.registry import HOOKS
+from mmpsp.utils.model import unwrap_model
 
 _PARTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head')
 
@@ -63,7 +61,7 @@ def apply_speed_levers(model: nn.Module,
     Returns:
         nn.Module: The same model.
     """
-    inner = model.module if is_model_wrapper(model) else model
+    inner = unwrap_model(model)
     preprocessor = getattr(inner, 'data_preprocessor', None)
     if (preprocessor is not None and hasattr(preprocessor, '_non_blocking')
             and next(inner.parameters()).is_cuda):
@@ -126,64 +124,3 @@ class SpeedLeversHook(Hook):
     def before_test(self, runner: Runner) -> None:
         """Apply the levers in a test run (same as training)."""
         self._apply(runner)
-
-
-def add_speed_levers(cfg: Config,
-                     channels_last: Optional[bool] = None,
-                     compile: Optional[bool] = None) -> Optional[dict]:
-    """Set the levers of ``cfg``'s :class:`SpeedLeversHook`.
-
-    The config's hook entry (mmpsp's ``default_runtime.py`` has one) is
-    updated in place; a config without one gets one appended when a lever
-    is asked for.
-
-    Args:
-        cfg (Config): The full config; changed in place.
-        channels_last (bool, optional): None keeps the config's choice.
-            Defaults to None.
-        compile (bool, optional): None keeps the config's choice.
-            Defaults to None.
-
-    Returns:
-        dict, optional: The hook entry, or None when the config has none
-        and nothing was asked for.
-    """
-    hooks = list(cfg.get('custom_hooks') or [])
-    entry = next((h for h in hooks if isinstance(h, dict) and h.get('type')
-                  in ('mmpsp.SpeedLeversHook', 'SpeedLeversHook')), None)
-    if entry is None:
-        if not (channels_last or compile):
-            return None
-        entry = dict(type='mmpsp.SpeedLeversHook', channels_last=False,
-                     compile=False)
-        hooks.append(entry)
-    if channels_last is not None:
-        entry['channels_last'] = channels_last
-    if compile is not None:
-        entry['compile'] = compile
-    cfg.custom_hooks = hooks
-    return entry
-
-
-def pin_memory_on_cuda(cfg: Config) -> List[str]:
-    """Ask the data loaders for pinned batches when CUDA is in use.
-
-    Pinned (page-locked) host memory lets the copy to the GPU run without
-    blocking the host. Loaders that set ``pin_memory`` keep their choice;
-    without a CUDA device nothing changes (torch would only warn).
-
-    Args:
-        cfg (Config): The full config; changed in place.
-
-    Returns:
-        list[str]: The loaders changed, e.g. ``['train_dataloader']``.
-    """
-    if not torch.cuda.is_available():
-        return []
-    changed = []
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(key)
-        if isinstance(loader, dict) and 'pin_memory' not in loader:
-            loader['pin_memory'] = True
-            changed.append(key)
-    return changed

@@ -14,7 +14,7 @@ import os.path as osp
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from mmengine.config import Config, ConfigDict
@@ -22,7 +22,9 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.registry import init_default_scope
 from PIL import Image
 
-from .preflight import (
+from mmpsp.utils.config_tree import leaf_datasets
+
+from .config_check import (
     SPLITS,
     ConfigCheckError,
     check_class_counts,
@@ -126,18 +128,6 @@ class _Issues:
         issues = list(self._by_key.values())
         return ([i for i in issues if i.severity == 'error'] +
                 [i for i in issues if i.severity != 'error'])
-
-
-def _leaf_datasets(dataset) -> Iterator:
-    """Yield the real datasets inside Repeat/Concat/ClassBalanced wrappers."""
-    inner = getattr(dataset, 'datasets', None)
-    if inner is None and hasattr(dataset, 'dataset'):
-        inner = [dataset.dataset]
-    if inner is None:
-        yield dataset
-        return
-    for ds in inner:
-        yield from _leaf_datasets(ds)
 
 
 def _sample_indices(n: int, max_samples: Optional[int]) -> List[int]:
@@ -453,7 +443,7 @@ def build_split_dataset(cfg: Config, split: str):
     from mmpsp.registry import DATASETS
     ds_cfg = copy.deepcopy(_split_dataset_cfg(cfg, split))
     init_default_scope(cfg.get('default_scope', 'mmpsp'))
-    for leaf in _leaf_cfgs(ds_cfg):
+    for leaf in leaf_datasets(ds_cfg):
         # Only the file list is needed; a full init of an empty dataset
         # already fails, with an unhelpful message.
         leaf['lazy_init'] = True
@@ -466,16 +456,6 @@ def build_split_dataset(cfg: Config, split: str):
                 f'not exist (resolved: {osp.abspath(img_dir)}); fix '
                 'data_root or data_prefix.img_path')
     return DATASETS.build(ds_cfg)
-
-
-def _leaf_cfgs(ds_cfg) -> Iterator:
-    inner = ds_cfg.get('datasets') or (
-        [ds_cfg['dataset']] if ds_cfg.get('dataset') else None)
-    if not inner:
-        yield ds_cfg
-        return
-    for sub in inner:
-        yield from _leaf_cfgs(sub)
 
 
 def check_dataset(cfg: Config,
@@ -529,7 +509,7 @@ def check_dataset(cfg: Config,
     report = DataReport(split)
     issues: List[Issue] = []
     start = time.monotonic()
-    for leaf in _leaf_datasets(dataset):
+    for leaf in leaf_datasets(dataset):
         ann_file = getattr(leaf, 'ann_file', '')
         if ann_file and not osp.isfile(ann_file):
             raise DataCheckError(

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmpsp.utils.errors import MMPSPError
+
 # Names that mmcv.ops/__init__ would export from its pure-Python files and that
 # need no compiled code. Each maps to the mmcv.ops submodule defining it.
 _PURE_PYTHON_OPS = {
@@ -40,7 +42,7 @@ FULL_MMCV_HINT = (
     'pip install "mmcv>=2.0.0,<2.2.0" (see README, "mmcv-lite or full mmcv")')
 
 
-class MissingOpError(ModuleNotFoundError):
+class MissingOpError(MMPSPError, ModuleNotFoundError):
     """A compiled mmcv op was asked for on an install without ``mmcv._ext``.
 
     A ``ModuleNotFoundError``, the error mmseg's optional heads (CCHead,
@@ -121,7 +123,7 @@ def _load_mmcv_submodule(package_dir: str, name: str) -> types.ModuleType:
 
 def _make_ops_module(package_dir: str) -> types.ModuleType:
     ops = types.ModuleType('mmcv.ops')
-    ops.__doc__ = ('mmcv.ops stand-in installed by mmpsp.compat: mmcv._ext '
+    ops.__doc__ = ('mmcv.ops stand-in installed by mmpsp.mmcv_lite: mmcv._ext '
                    'is not available (mmcv-lite).')
     ops.__path__ = [package_dir]
     ops.__file__ = __file__

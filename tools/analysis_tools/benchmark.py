@@ -2,27 +2,30 @@
 
 Examples:
     # GPU: R50-D8, 150 classes, 512x512, batch 16, every setting
-    python tools/benchmark.py --device cuda
+    python tools/analysis_tools/benchmark.py --device cuda
     # a CPU smoke run at small size
-    python tools/benchmark.py --device cpu --depth 18 --size 64 \\
+    python tools/analysis_tools/benchmark.py --device cpu --depth 18 --size 64 \\
         --batch-size 2 --steps 2 --warmup 1 --settings fp32
     # the data pipeline of a config alone (can it keep up with the model?)
-    python tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
+    python tools/analysis_tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
         --workers 0 1 2 --cfg-options train_dataloader.dataset.data_root=...
     # where its time goes, per transform, beside mmseg's original transforms
-    python tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
+    python tools/analysis_tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
         --per-transform --compare-mmseg --cfg-options ...
     # end-to-end s/iter (data loading included) and val metrics of runs
-    python tools/benchmark.py --log work_dirs/run_a work_dirs/run_b
+    python tools/analysis_tools/benchmark.py --log work_dirs/run_a work_dirs/run_b
 """
 import argparse
 import json
 
 import torch
+from data_profile import (
+    format_profile,
+    mmseg_pipeline_options,
+    profile_train_pipeline,
+)
 from mmengine.config import DictAction
-
-import mmpsp  # noqa: F401  (makes mmseg importable on mmcv-lite)
-from mmpsp.apis.benchmark import (
+from speed_benchmark import (
     SETTINGS,
     format_table,
     measure_data_pipeline,
@@ -30,11 +33,8 @@ from mmpsp.apis.benchmark import (
     speedup_summary,
     summarise_training_log,
 )
-from mmpsp.apis.data_profile import (
-    format_profile,
-    mmseg_pipeline_options,
-    profile_train_pipeline,
-)
+
+import mmpsp  # noqa: F401  (makes mmseg importable on mmcv-lite)
 
 
 def parse_args() -> argparse.Namespace:

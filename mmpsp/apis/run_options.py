@@ -1,53 +1,22 @@
-"""Mixed-precision training that also works without a GPU.
+"""Command-line options that edit a config before the Runner is built.
 
-On CUDA, ``--amp`` selects mmengine's ``AmpOptimWrapper`` (float16 autocast
-with a dynamic loss scale), as mmseg does. That wrapper refuses to run on CPU,
-so there ``--amp`` selects :class:`BF16AutocastOptimWrapper`: bfloat16
-autocast, which torch supports on CPU. bfloat16 keeps float32's exponent
-range, so gradients do not underflow and need no loss scaling.
+``--amp``, ``--[no-]channels-last`` and ``--compile`` are shorthands for
+config settings a user could write in the config itself: the optimizer
+wrapper type and the :class:`~mmpsp.engine.hooks.SpeedLeversHook` entry of
+``custom_hooks``. What a run does is still read off the final config.
 """
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.optim import OptimWrapper
-from mmengine.runner.amp import autocast
-from torch import nn
 
-from mmpsp.registry import OPTIM_WRAPPERS
+from mmpsp.utils.errors import ConfigKeyError
 
 # Wrappers --amp may replace; anything else is a deliberate choice to keep.
 _PLAIN_WRAPPERS = ('OptimWrapper', 'mmengine.OptimWrapper')
 _AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper',
                  'mmpsp.BF16AutocastOptimWrapper', 'BF16AutocastOptimWrapper')
-
-
-@OPTIM_WRAPPERS.register_module()
-class BF16AutocastOptimWrapper(OptimWrapper):
-    """Optimizer wrapper that runs the forward pass under bfloat16 autocast.
-
-    Works on CPU and on CUDA devices with bfloat16 support. Parameters,
-    gradients and optimizer state stay float32; only autocast-eligible ops
-    (convolutions, matmuls) run in bfloat16.
-
-    Args:
-        **kwargs: Passed to :class:`mmengine.optim.OptimWrapper`
-            (``optimizer``, ``clip_grad``, ``accumulative_counts``).
-    """
-
-    @contextmanager
-    def optim_context(self, model: nn.Module) -> Iterator[None]:
-        """Enter the parent's context plus bfloat16 autocast.
-
-        Args:
-            model (nn.Module): The model being trained.
-        """
-        with super().optim_context(model), autocast(dtype=torch.bfloat16):
-            yield
-
-
 AMP_DTYPES = ('auto', 'fp16', 'bf16')
 
 
@@ -68,7 +37,7 @@ def enable_amp(cfg: Config, dtype: str = 'auto') -> str:
         raise ValueError(f'--amp {dtype!r}: choose one of {AMP_DTYPES}')
     wrapper = cfg.get('optim_wrapper')
     if wrapper is None:
-        raise KeyError('--amp needs an optim_wrapper in the config; add '
+        raise ConfigKeyError('--amp needs an optim_wrapper in the config; add '
                        "optim_wrapper=dict(type='OptimWrapper', "
                        'optimizer=...)')
     current = wrapper.get('type', 'OptimWrapper')
@@ -104,3 +73,40 @@ def enable_amp(cfg: Config, dtype: str = 'auto') -> str:
                 'CUDA, training with bfloat16 autocast instead',
                 logger='current')
     return wrapper['type']
+
+
+def add_speed_levers(cfg: Config,
+                     channels_last: Optional[bool] = None,
+                     compile: Optional[bool] = None) -> Optional[dict]:
+    """Set the levers of ``cfg``'s :class:`SpeedLeversHook`.
+
+    The config's hook entry (mmpsp's ``default_runtime.py`` has one) is
+    updated in place; a config without one gets one appended when a lever
+    is asked for.
+
+    Args:
+        cfg (Config): The full config; changed in place.
+        channels_last (bool, optional): None keeps the config's choice.
+            Defaults to None.
+        compile (bool, optional): None keeps the config's choice.
+            Defaults to None.
+
+    Returns:
+        dict, optional: The hook entry, or None when the config has none
+        and nothing was asked for.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    entry = next((h for h in hooks if isinstance(h, dict) and h.get('type')
+                  in ('mmpsp.SpeedLeversHook', 'SpeedLeversHook')), None)
+    if entry is None:
+        if not (channels_last or compile):
+            return None
+        entry = dict(type='mmpsp.SpeedLeversHook', channels_last=False,
+                     compile=False)
+        hooks.append(entry)
+    if channels_last is not None:
+        entry['channels_last'] = channels_last
+    if compile is not None:
+        entry['compile'] = compile
+    cfg.custom_hooks = hooks
+    return entry

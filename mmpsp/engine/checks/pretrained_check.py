@@ -10,7 +10,7 @@ the cache path and the fixes.
 """
 import os.path as osp
 import socket
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 from urllib.parse import urlparse
 
 import torch
@@ -20,10 +20,13 @@ from mmengine.runner.checkpoint import (
     get_external_models,
 )
 
+from mmpsp.utils.config_tree import walk_dicts
+from mmpsp.utils.errors import MMPSPError
+
 _OPENMMLAB_PREFIXES = ('open-mmlab://', 'openmmlab://')
 
 
-class PretrainedWeightsError(FileNotFoundError):
+class PretrainedWeightsError(MMPSPError, FileNotFoundError):
     """Pretrained weights named by a config are neither cached nor
     reachable."""
 
@@ -42,19 +45,9 @@ def find_pretrained(cfg: Any,
         is the dotted ``--cfg-options`` key of the ``init_cfg`` (e.g.
         ``'model.backbone.init_cfg'``).
     """
-    return list(_walk(cfg, prefix))
-
-
-def _walk(cfg: Any, key: str) -> Iterator[Tuple[str, str]]:
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'Pretrained' and cfg.get('checkpoint'):
-            yield key, cfg['checkpoint']
-            return
-        for k, v in cfg.items():
-            yield from _walk(v, f'{key}.{k}')
-    elif isinstance(cfg, (list, tuple)):
-        for i, v in enumerate(cfg):
-            yield from _walk(v, f'{key}.{i}')
+    return [(key, node['checkpoint'])
+            for key, node in walk_dicts(cfg, prefix)
+            if node.get('type') == 'Pretrained' and node.get('checkpoint')]
 
 
 def resolve_checkpoint(

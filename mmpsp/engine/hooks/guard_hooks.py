@@ -14,13 +14,14 @@ from mmengine.runner import Runner
 from torch import nn
 
 from mmpsp.registry import HOOKS
+from mmpsp.utils.errors import MMPSPError
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(MMPSPError, FloatingPointError):
     """A loss term became NaN or infinite during training."""
 
 
-class LabelValueError(ValueError):
+class LabelValueError(MMPSPError, ValueError):
     """A batch holds label values that no class or ignore_index covers."""
 
 

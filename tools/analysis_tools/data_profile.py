@@ -20,9 +20,8 @@ from mmengine.dataset import Compose
 from mmengine.registry import DATASETS, DefaultScope
 from mmengine.structures import BaseDataElement
 
+from mmpsp.apis.launch import load_config
 from mmpsp.datasets import to_mmseg_pipeline
-
-from .launch import load_config
 
 
 @dataclass
