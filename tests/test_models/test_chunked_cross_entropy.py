@@ -39,15 +39,7 @@ def one_thread():
 
 
 def _lean_loss():
-    # lean_loss is moving from decode_heads/ into losses/ (as head_loss).
-    for name in ('mmpsp.models.losses.head_loss',
-                 'mmpsp.models.losses.lean_loss',
-                 'mmpsp.models.decode_heads.lean_loss'):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    pytest.skip('lean_loss not found')
+    return importlib.import_module('mmpsp.models.losses.head_loss')
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -4,7 +4,7 @@ Forward and backward of the loss of low-resolution logits (N, C, h, w)
 against labels (N, H, W) (one ``CrossEntropyLoss``, ignore label 255 on a
 few rows, plus the accuracy), through:
 
-- ``today``: ``lean_loss.plain_losses`` (``F.interpolate`` once in fp32,
+- ``today``: ``head_loss.plain_losses`` (``F.interpolate`` once in fp32,
   then cross-entropy and argmax accuracy under autograd);
 - ``chunked``: ``mmpsp.models.losses.chunked_upsample_cross_entropy``;
 - ``mmseg``: mmseg's own ``BaseDecodeHead.loss_by_feat`` (of an mmseg
@@ -35,7 +35,6 @@ Example::
         --in-size 64 --out-size 512 --repeats 7
 """
 import argparse
-import importlib
 import json
 import os
 import resource
@@ -78,15 +77,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def plain_losses() -> Callable:
-    # lean_loss is moving from decode_heads/ into losses/ (as head_loss).
-    for name in ('mmpsp.models.losses.head_loss',
-                 'mmpsp.models.losses.lean_loss',
-                 'mmpsp.models.decode_heads.lean_loss'):
-        try:
-            return importlib.import_module(name).plain_losses
-        except ImportError:
-            continue
-    raise ImportError('lean_loss.plain_losses not found')
+    from mmpsp.models.losses.head_loss import plain_losses as today
+    return today
 
 
 def make_inputs(args: argparse.Namespace):

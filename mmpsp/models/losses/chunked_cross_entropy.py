@@ -27,7 +27,7 @@ labels (of the non-ignored labels with ``avg_non_ignore``). Without
 ``avg_non_ignore`` mmseg then also indexes the class weights with the
 ignore label: where that index is out of range mmseg raises ``IndexError``
 and so does this module (``ValueError``, same condition). The accuracy is
-``pixel_accuracy`` of ``lean_loss`` (mmseg's ``accuracy``); a pixel counts
+``pixel_accuracy`` of :mod:`.head_loss` (mmseg's ``accuracy``); a pixel counts
 as a hit when its label's logit equals the pixel's maximum, which is the
 argmax test except at exact ties between classes.
 
@@ -483,7 +483,7 @@ def chunked_upsample_cross_entropy(
     Returns:
         tuple[list[Tensor], Tensor]: One scalar loss per term (already
         times its ``loss_weight``) and the accuracy in percent, shape (1,),
-        as ``lean_loss.plain_losses``.
+        as ``head_loss.plain_losses``.
     """
     if seg_label.dim() == 4:
         seg_label = seg_label.squeeze(1)
