@@ -29,7 +29,7 @@ ITERS=6000
 [ "${STEPS:-full}" = quick ] && ITERS=200
 mkdir -p "$OUT"
 
-$PYTHON "$TOOLS/analysis_tools/analysis_tools/benchmark.py" --device cuda --json "$OUT/benchmark.json" \
+$PYTHON "$TOOLS/analysis_tools/benchmark.py" --device cuda --json "$OUT/benchmark.json" \
     | tee "$OUT/benchmark.md"
 
 DATA="train_dataloader.dataset.data_root=$CAMVID val_dataloader.dataset.data_root=$CAMVID \
@@ -44,5 +44,5 @@ $PYTHON "$TOOLS/train.py" "$CONFIG" --amp bf16 --work-dir "$OUT/camvid_mmpsp" \
 # shellcheck disable=SC2086
 $PYTHON "$TOOLS/train.py" "$CONFIG" --amp bf16 --no-channels-last \
     --work-dir "$OUT/camvid_mmseg" --cfg-options $DATA $MMSEG_MODEL
-$PYTHON "$TOOLS/analysis_tools/analysis_tools/benchmark.py" --log "$OUT/camvid_mmseg" "$OUT/camvid_mmpsp" \
+$PYTHON "$TOOLS/analysis_tools/benchmark.py" --log "$OUT/camvid_mmseg" "$OUT/camvid_mmpsp" \
     | tee "$OUT/camvid.md"

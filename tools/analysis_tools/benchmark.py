@@ -1,19 +1,21 @@
 """Benchmark mmpsp's PSPNet against mmseg's own, side by side in one run.
 
-Examples:
+Examples (``B=tools/analysis_tools/benchmark.py``,
+``CAMVID=configs/pspnet_r18-d8_camvid-360x480.py``)::
+
     # GPU: R50-D8, 150 classes, 512x512, batch 16, every setting
-    python tools/analysis_tools/benchmark.py --device cuda
+    python $B --device cuda
     # a CPU smoke run at small size
-    python tools/analysis_tools/benchmark.py --device cpu --depth 18 --size 64 \\
+    python $B --device cpu --depth 18 --size 64 \\
         --batch-size 2 --steps 2 --warmup 1 --settings fp32
     # the data pipeline of a config alone (can it keep up with the model?)
-    python tools/analysis_tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
-        --workers 0 1 2 --cfg-options train_dataloader.dataset.data_root=...
+    python $B --data $CAMVID --workers 0 1 2 \\
+        --cfg-options train_dataloader.dataset.data_root=...
     # where its time goes, per transform, beside mmseg's original transforms
-    python tools/analysis_tools/benchmark.py --data configs/pspnet_r18-d8_camvid-360x480.py \\
-        --per-transform --compare-mmseg --cfg-options ...
+    python $B --data $CAMVID --per-transform --compare-mmseg \\
+        --cfg-options ...
     # end-to-end s/iter (data loading included) and val metrics of runs
-    python tools/analysis_tools/benchmark.py --log work_dirs/run_a work_dirs/run_b
+    python $B --log work_dirs/run_a work_dirs/run_b
 """
 import argparse
 import json

@@ -14,16 +14,32 @@ the same accuracy with:
 - optionally (``compile_loss=True``) the upsample + loss + accuracy fused by
   ``torch.compile`` into a few kernels.
 
+By default (``chunked_loss=True``) heads whose losses are all mmseg
+``CrossEntropyLoss`` terms (class weights allowed) and that have no pixel
+sampler take :func:`~.chunked_cross_entropy.chunked_upsample_cross_entropy`
+instead: the same math, computed in chunks of ``loss_chunk_bytes`` so that
+the full-resolution logits never exist. Any other loss, a sampler, or
+``compile_loss=True`` falls back to the paths above, and the fallback is
+logged once per head class and reason.
+
 Losses other than mmseg's plain ``CrossEntropyLoss`` go through their own
 modules, unchanged.
 """
-from typing import Callable, Dict, Optional, Tuple
+import logging
+from typing import Callable, Dict, Optional, Set, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmseg.models.losses import CrossEntropyLoss
 from mmseg.utils import SampleList
 from torch import Tensor
+
+from .chunked_cross_entropy import (
+    DEFAULT_MAX_CHUNK_BYTES,
+    chunked_upsample_cross_entropy,
+    supports,
+)
 
 _EPS = torch.finfo(torch.float32).eps
 
@@ -114,15 +130,52 @@ def _get_plain_losses(compiled: bool) -> Callable:
     return _compiled_plain_losses
 
 
+_logged_fallbacks: Set[Tuple[str, str]] = set()
+
+
+def _log_fallback_once(head: object, reason: str) -> None:
+    key = (type(head).__name__, reason)
+    if key not in _logged_fallbacks:
+        _logged_fallbacks.add(key)
+        print_log(
+            f'{key[0]}: chunked loss not used ({reason}); the loss path '
+            'holds the full-resolution logits', logger='current',
+            level=logging.INFO)
+
+
 class LeanLossMixin:
     """``loss_by_feat`` for mmseg decode heads, leaner at the same math.
 
-    Mix in before ``BaseDecodeHead``. The class attribute (or constructor
-    argument, where the head offers it) ``compile_loss`` wraps the
-    full-resolution part in ``torch.compile``.
+    Mix in before ``BaseDecodeHead``. The class attribute ``compile_loss``
+    wraps the full-resolution part in ``torch.compile``.
+
+    Args:
+        chunked_loss (bool): Compute upsample, cross-entropy and accuracy in
+            chunks, never holding the full-resolution logits (same math;
+            see :mod:`.chunked_cross_entropy`). Defaults to True.
+        loss_chunk_bytes (int, optional): Memory budget of one chunk in
+            bytes. Defaults to None
+            (:data:`~.chunked_cross_entropy.DEFAULT_MAX_CHUNK_BYTES`, 8 MiB).
+        **kwargs: Passed on to the head's next base (``BaseDecodeHead``).
     """
 
     compile_loss: bool = False
+
+    def __init__(self,
+                 *args,
+                 chunked_loss: bool = True,
+                 loss_chunk_bytes: Optional[int] = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if loss_chunk_bytes is not None and (
+                not isinstance(loss_chunk_bytes, int)
+                or loss_chunk_bytes < 1):
+            raise ValueError(
+                f'{type(self).__name__}: loss_chunk_bytes='
+                f'{loss_chunk_bytes!r} must be a positive int (bytes), e.g. '
+                f'{DEFAULT_MAX_CHUNK_BYTES}')
+        self.chunked_loss = bool(chunked_loss)
+        self.loss_chunk_bytes = loss_chunk_bytes or DEFAULT_MAX_CHUNK_BYTES
 
     def loss_by_feat(self, seg_logits: Tensor,
                      batch_data_samples: SampleList) -> dict:
@@ -139,7 +192,22 @@ class LeanLossMixin:
         seg_label = self._stack_batch_gt(batch_data_samples)
         modules = (self.loss_decode if isinstance(
             self.loss_decode, torch.nn.ModuleList) else [self.loss_decode])
-        if self.sampler is None and all(
+        chunked = self.chunked_loss and not self.compile_loss
+        use_chunked = chunked and supports(modules, self.sampler)
+        if chunked and not use_chunked:
+            _log_fallback_once(
+                self, 'a pixel sampler' if self.sampler is not None else
+                'a loss other than softmax CrossEntropyLoss')
+        if use_chunked:
+            class_weights = [m.class_weight for m in modules]
+            values, acc = chunked_upsample_cross_entropy(
+                seg_logits, seg_label, self.align_corners, self.ignore_index,
+                tuple(m.loss_weight for m in modules),
+                tuple(m.avg_non_ignore for m in modules),
+                None if all(w is None for w in class_weights) else
+                class_weights,
+                max_chunk_bytes=self.loss_chunk_bytes)
+        elif self.sampler is None and all(
                 _is_plain_cross_entropy(m) for m in modules):
             values, acc = _get_plain_losses(self.compile_loss)(
                 seg_logits, seg_label, self.align_corners, self.ignore_index,
