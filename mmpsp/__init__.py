@@ -1,10 +1,11 @@
 """mmpsp: PSPNet (pyramid scene parsing network) for MMSegmentation."""
 from .mmcv_lite import install_mmcv_ops_fallback
-from .utils.safe_load import allow_mmengine_checkpoint_globals
+from .utils.safe_load import install_safe_checkpoint_loaders
 
-# Both must run before mmseg is imported anywhere below.
+# Both must run before mmseg is imported anywhere below; the second makes
+# every mmengine checkpoint load pass weights_only=True.
 install_mmcv_ops_fallback()
-allow_mmengine_checkpoint_globals()
+install_safe_checkpoint_loaders()
 
 from . import datasets, engine, models  # noqa: E402,F401  (registration)
 from .registry import MODELS  # noqa: E402

@@ -3,10 +3,12 @@
 mmengine's ``load_checkpoint`` (used by mmseg's ``init_model`` and by
 ``Runner``) loads whatever matches and only logs the rest, so a checkpoint
 trained for 150 classes silently runs with a random 19-class classifier.
-For inference that is never wanted. :func:`load_checkpoint_checked` loads on
-CPU with torch's safe unpickling (``weights_only=True``), lists exactly which
-keys are missing, unexpected or of another shape, and refuses a partial load
-unless ``strict=False``.
+For inference that is never wanted. :func:`load_checkpoint_checked` reads
+through mmengine's own loader (made safe by
+:func:`mmpsp.utils.safe_load.install_safe_checkpoint_loaders`), lists
+exactly which keys are missing, unexpected or of another shape, names the
+class count or head width that differs, and refuses a partial load unless
+``strict=False``; mmengine then loads the weights.
 
 Checkpoints written by mmseg 0.x carry ``meta['CLASSES']`` and
 ``meta['PALETTE']``; mmseg 1.x and mmpsp write ``meta['dataset_meta']``.
@@ -17,6 +19,7 @@ when a ``Runner`` loads ``load_from`` or resumes, before mmengine's lenient
 load runs.
 """
 import logging
+import os
 import os.path as osp
 import re
 from collections import OrderedDict
@@ -25,6 +28,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
+from mmengine.runner.checkpoint import (
+    _load_checkpoint,
+    _load_checkpoint_to_model,
+)
 from torch import nn
 
 from mmpsp.utils.errors import MMPSPError
@@ -35,6 +42,10 @@ Shape = Tuple[int, ...]
 # eval-mode inference never reads them.
 _OPTIONAL_SUFFIXES = ('num_batches_tracked', )
 _CLASSIFIER_SUFFIX = 'conv_seg.weight'
+_NUMBERED = re.compile(r'(?:iter|epoch)_(\d+)\.pth')
+_CLASSIFIER_KEYS = (_CLASSIFIER_SUFFIX, 'conv_seg.bias')
+_FINE_TUNE = ('strict=False: the weights that fit were loaded, the rest '
+              'keeps its initialisation (fine-tuning, not inference).')
 
 
 class CheckpointMismatchError(MMPSPError, ValueError):
@@ -68,26 +79,25 @@ class CheckpointReport:
 
 
 def read_checkpoint(filename: str) -> dict:
-    """Read a checkpoint onto the CPU with ``torch.load(weights_only=True)``.
+    """Read a checkpoint onto the CPU through mmengine's (safe) loader.
 
     Args:
-        filename (str): Local path, or an ``http(s)://`` URL (downloaded to
-            torch hub's cache).
+        filename (str): Local path or any scheme mmengine knows
+            (``http(s)://``, ``open-mmlab://``, ...).
 
     Returns:
         dict: The checkpoint; a bare state dict is wrapped as
         ``{'state_dict': ...}``.
+
+    Raises:
+        FileNotFoundError: No such local file.
+        UnsafeCheckpointError: The file asks for a global outside the
+            ``weights_only`` allowlist.
+        UnreadableCheckpointError: It is truncated or not a checkpoint.
+        CheckpointMismatchError: It holds something other than a dict.
     """
-    if filename.startswith(('http://', 'https://')):
-        checkpoint = torch.hub.load_state_dict_from_url(
-            filename, map_location='cpu', weights_only=True)
-    else:
-        path = osp.expanduser(filename)
-        if not osp.isfile(path):
-            raise FileNotFoundError(
-                f'checkpoint {filename} not found; pass the path of a .pth '
-                f'file written by mmseg or mmpsp')
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    checkpoint = _load_checkpoint(
+        filename, map_location='cpu', logger='current')
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatchError(
             f'checkpoint {filename} holds a {type(checkpoint).__name__}, not '
@@ -156,12 +166,18 @@ def compare_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor],
     return report
 
 
+def _head_of(key: str) -> str:
+    """``decode_head`` for ``decode_head.conv_seg.weight``, etc."""
+    return key[:-len(_CLASSIFIER_SUFFIX)].rstrip('.') or 'decode_head'
+
+
 def _class_count_hint(report: CheckpointReport) -> List[str]:
     hints = []
     for key, ckpt_shape, model_shape in report.mismatched:
-        if not key.endswith(_CLASSIFIER_SUFFIX):
+        if (not key.endswith(_CLASSIFIER_SUFFIX)
+                or ckpt_shape[0] == model_shape[0]):
             continue
-        head = key[:-len(_CLASSIFIER_SUFFIX)].rstrip('.') or 'decode_head'
+        head = _head_of(key)
         hints.append(
             f'checkpoint has {ckpt_shape[0]} classes ({key} {ckpt_shape}), '
             f'config num_classes={model_shape[0]}: set '
@@ -170,16 +186,66 @@ def _class_count_hint(report: CheckpointReport) -> List[str]:
     return hints
 
 
-def mismatch_message(report: CheckpointReport, limit: int = 10) -> str:
+def _width_hint(report: CheckpointReport) -> List[str]:
+    """Name layer widths that differ where the class count does not."""
+    hints, named = [], set()
+    # The classifier's input width is the head's ``channels``.
+    for key, ckpt_shape, model_shape in report.mismatched:
+        if (key.endswith(_CLASSIFIER_SUFFIX) and len(ckpt_shape) > 1
+                and ckpt_shape[0] == model_shape[0]
+                and ckpt_shape[1] != model_shape[1]):
+            head = _head_of(key)
+            named.add(head)
+            hints.append(
+                f'{head} channels differ: checkpoint {ckpt_shape[1]}, config '
+                f'{model_shape[1]} ({key}: checkpoint {ckpt_shape} vs model '
+                f'{model_shape}): set model.{head}.channels={ckpt_shape[1]}')
+    for key, ckpt_shape, model_shape in report.mismatched:
+        module = key.split('.')[0]
+        # Classifier shapes are the class count's or the channels' hint.
+        if module in named or key.endswith(_CLASSIFIER_KEYS):
+            continue
+        named.add(module)
+        hints.append(
+            f'{module} layer widths differ, first at {key}: checkpoint '
+            f'{ckpt_shape} vs model {model_shape}: set the widths of '
+            f'model.{module} (channels, in_channels, base_channels, ...) '
+            'as the checkpoint was trained')
+    return hints
+
+
+def saved_config_of(filename: str) -> Optional[str]:
+    """The config tools/train.py saved beside a checkpoint, if just one.
+
+    Args:
+        filename (str): Checkpoint path.
+
+    Returns:
+        str, optional: The only ``*.py`` in the checkpoint's folder.
+    """
+    folder = osp.dirname(osp.abspath(filename))
+    if '://' in filename or not osp.isdir(folder):
+        return None
+    configs = sorted(name for name in os.listdir(folder)
+                     if name.endswith('.py'))
+    return osp.join(folder, configs[0]) if len(configs) == 1 else None
+
+
+def mismatch_message(report: CheckpointReport,
+                     limit: int = 10,
+                     fix: Optional[str] = None) -> str:
     """A readable account of a partial fit, with the fix.
 
     Args:
         report (CheckpointReport): Result of :func:`compare_state_dict`.
         limit (int): Keys listed per group before "... and N more".
             Defaults to 10.
+        fix (str, optional): Extra advice for the caller's situation
+            (resume, fine-tuning), appended last. Defaults to None.
 
     Returns:
-        str: Multi-line message naming the file, the keys and the shapes.
+        str: Multi-line message naming the file, what differs, the keys and
+        shapes, and the fix.
     """
 
     def listing(title: str, items: list) -> List[str]:
@@ -196,26 +262,34 @@ def mismatch_message(report: CheckpointReport, limit: int = 10) -> str:
         for key, ckpt, own in report.mismatched
     ]
     lines = [f'checkpoint {report.filename} does not fit the model:']
-    lines += _class_count_hint(report)
+    lines += _class_count_hint(report) + _width_hint(report)
     lines += listing('shape mismatch', mismatched)
     lines += listing('missing in checkpoint', report.missing)
     lines += listing('unexpected in checkpoint', report.unexpected)
+    saved = saved_config_of(report.filename)
     lines.append(
-        'Fix the config so that it builds the model the checkpoint was '
-        'trained with (same backbone depth, head channels and num_classes), '
-        'or pass strict=False to load only the matching weights '
-        '(fine-tuning, not inference).')
+        'Fix: build the model the checkpoint was trained with (same '
+        'backbone depth, widths and num_classes): use '
+        + (f'the config saved beside it, {saved}, ' if saved else
+           'the config it was trained with ')
+        + 'or pass the values above with --cfg-options (tools/test.py, '
+        'tools/inference.py, tools/deployment/pytorch2onnx.py, '
+        'tools/train.py).')
+    if fix:
+        lines.append(fix)
     return '\n'.join(lines)
 
 
-def refuse_or_log(report: CheckpointReport, strict: bool) -> None:
+def refuse_or_log(report: CheckpointReport,
+                  strict: bool,
+                  fix: Optional[str] = None) -> None:
     """Raise on a partial fit when ``strict``, else log it as a warning."""
     if report.complete:
         return
+    message = mismatch_message(report, fix=fix)
     if strict:
-        raise CheckpointMismatchError(mismatch_message(report))
-    print_log(
-        mismatch_message(report), logger='current', level=logging.WARNING)
+        raise CheckpointMismatchError(message)
+    print_log(message, logger='current', level=logging.WARNING)
 
 
 def class_names_fit(model: nn.Module, dataset_meta: Optional[dict],
@@ -238,6 +312,56 @@ def class_names_fit(model: nn.Module, dataset_meta: Optional[dict],
     return False
 
 
+def checkpoint_problem(filename: str) -> Optional[str]:
+    """Why a checkpoint does not load, or None if it does.
+
+    Args:
+        filename (str): Checkpoint path.
+
+    Returns:
+        str, optional: The reason (missing, truncated, not a checkpoint,
+        unsafe), None when it loads.
+    """
+    try:
+        read_checkpoint(filename)
+    except (MMPSPError, FileNotFoundError) as error:
+        return getattr(error, 'reason', None) or str(error)
+    return None
+
+
+def non_finite_keys(state_dict: Dict[str, torch.Tensor]) -> List[str]:
+    """Keys of floating-point tensors holding NaN or infinity.
+
+    Args:
+        state_dict (dict[str, Tensor]): Weights.
+
+    Returns:
+        list[str]: The keys, in order.
+    """
+    return [
+        key for key, value in state_dict.items()
+        if torch.is_tensor(value) and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+
+
+def numbered_checkpoints(folder: str) -> List[str]:
+    """``iter_N.pth`` / ``epoch_N.pth`` in ``folder``, newest N first.
+
+    Args:
+        folder (str): A work dir.
+
+    Returns:
+        list[str]: Paths, highest N first.
+    """
+    found = []
+    for name in os.listdir(folder) if osp.isdir(folder) else []:
+        match = _NUMBERED.fullmatch(name)
+        if match:
+            found.append((int(match.group(1)), osp.join(folder, name)))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
 def load_checkpoint_checked(
     model: nn.Module,
     filename: str,
@@ -246,7 +370,8 @@ def load_checkpoint_checked(
 ) -> CheckpointReport:
     """Load a checkpoint into ``model``, refusing a partial load by default.
 
-    Reads the file on CPU with ``weights_only=True``, maps an mmseg 0.x meta
+    Reads the file on CPU through mmengine's loader (``weights_only=True``,
+    see :mod:`mmpsp.utils.safe_load`), maps an mmseg 0.x meta
     (``CLASSES``/``PALETTE``) to ``dataset_meta``, compares keys and shapes
     and, if they all fit, loads the weights and sets
     ``model.dataset_meta``. A model wrapper (DDP) or test-time-augmentation
@@ -269,23 +394,24 @@ def load_checkpoint_checked(
     """
     model = unwrap_model(model)
     checkpoint = read_checkpoint(filename)
-    state_dict = state_dict_of(checkpoint, revise_keys)
-    report = compare_state_dict(model, state_dict, filename)
+    report = compare_state_dict(
+        model, state_dict_of(checkpoint, revise_keys), filename)
     report.dataset_meta = dataset_meta_from_checkpoint(checkpoint)
-    refuse_or_log(report, strict)
+    refuse_or_log(report, strict, fix=None if strict else _FINE_TUNE)
     names_fit = class_names_fit(model, report.dataset_meta, filename,
                                  strict)
-    skip = {key for key, _, _ in report.mismatched}
-    model.load_state_dict(
-        OrderedDict((k, v) for k, v in state_dict.items() if k not in skip),
-        strict=False)
+    # mmengine skips (and logs) keys of another shape.
+    _load_checkpoint_to_model(
+        model, checkpoint, strict=False, logger='current',
+        revise_keys=list(revise_keys))
     if report.dataset_meta is not None and names_fit:
         model.dataset_meta = report.dataset_meta
     return report
 
 
 __all__ = [
-    'CheckpointMismatchError', 'CheckpointReport',
+    'CheckpointMismatchError', 'CheckpointReport', 'checkpoint_problem',
     'compare_state_dict', 'dataset_meta_from_checkpoint',
-    'load_checkpoint_checked', 'mismatch_message', 'read_checkpoint'
+    'load_checkpoint_checked', 'mismatch_message', 'non_finite_keys',
+    'numbered_checkpoints', 'read_checkpoint', 'saved_config_of'
 ]
