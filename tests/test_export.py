@@ -225,6 +225,24 @@ def test_tool_rejects_checkpoint_for_other_classes(repo_root, small_model,
     assert not (tmp_path / 'x.onnx').exists()
 
 
+def test_tool_names_a_truncated_checkpoint(repo_root, small_model,
+                                           tmp_path):
+    whole = tmp_path / 'whole.pth'
+    torch.save(dict(state_dict=small_model.state_dict()), whole)
+    checkpoint = tmp_path / 'truncated.pth'
+    checkpoint.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    run = subprocess.run(
+        [sys.executable, 'tools/deployment/pytorch2onnx.py',
+         str(repo_root / R18_CONFIG), str(checkpoint),
+         '--shape', '64', '64', '--out', str(tmp_path / 'x.onnx')],
+        cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert str(checkpoint) in run.stderr
+    assert 'truncated' in run.stderr
+    assert 'Traceback' not in run.stderr
+    assert not (tmp_path / 'x.onnx').exists()
+
+
 def test_rejects_slide_inference(small_model):
     small_model.test_cfg = dict(mode='slide', crop_size=(64, 64),
                                 stride=(32, 32))

@@ -15,14 +15,13 @@ import mmpsp  # noqa: F401  (before mmseg.models, see mmpsp/mmcv_lite.py)
 from mmpsp.deploy import (
     DEFAULT_OPSET,
     OUTPUTS,
-    ExportError,
     build_segmentor,
     check_export_settings,
     export_onnx,
     export_torchscript,
     verify_onnx,
 )
-from mmpsp.engine.checks import CheckpointMismatchError
+from mmpsp.utils.errors import MMPSPError
 
 
 def parse_args() -> argparse.Namespace:
@@ -75,7 +74,7 @@ def main() -> int:
             export_torchscript(model, args.shape, args.torchscript,
                                args.output)
             print(f'wrote {args.torchscript}')
-    except (ExportError, CheckpointMismatchError, FileNotFoundError) as error:
+    except (MMPSPError, FileNotFoundError) as error:
         # Settings, checkpoints and files the user named: the message says
         # what to change, a traceback would add nothing.
         print(f'error: {error}', file=sys.stderr)
