@@ -206,6 +206,15 @@ def test_tool_rejects_dynamic_shapes(repo_root, small_model, tmp_path):
     assert not (tmp_path / 'x.onnx').exists()
 
 
+def export_at_64(repo_root, checkpoint, out) -> subprocess.CompletedProcess:
+    """Run the export tool on the R18 config at 64x64."""
+    return subprocess.run(
+        [sys.executable, 'tools/deployment/pytorch2onnx.py',
+         str(repo_root / R18_CONFIG), str(checkpoint),
+         '--shape', '64', '64', '--out', str(out)],
+        cwd=repo_root, capture_output=True, text=True, timeout=300)
+
+
 def test_tool_rejects_checkpoint_for_other_classes(repo_root, small_model,
                                                    tmp_path):
     state_dict = dict(small_model.state_dict())
@@ -213,11 +222,7 @@ def test_tool_rejects_checkpoint_for_other_classes(repo_root, small_model,
         state_dict[key] = state_dict[key][:5].clone()
     checkpoint = tmp_path / 'r18_5_classes.pth'
     torch.save(dict(state_dict=state_dict), checkpoint)
-    run = subprocess.run(
-        [sys.executable, 'tools/deployment/pytorch2onnx.py',
-         str(repo_root / R18_CONFIG), str(checkpoint),
-         '--shape', '64', '64', '--out', str(tmp_path / 'x.onnx')],
-        cwd=repo_root, capture_output=True, text=True, timeout=300)
+    run = export_at_64(repo_root, checkpoint, tmp_path / 'x.onnx')
     assert run.returncode == 2, run.stderr[-3000:]
     assert 'does not fit the model' in run.stderr
     assert 'model.decode_head.num_classes=5' in run.stderr
@@ -231,11 +236,7 @@ def test_tool_names_a_truncated_checkpoint(repo_root, small_model,
     torch.save(dict(state_dict=small_model.state_dict()), whole)
     checkpoint = tmp_path / 'truncated.pth'
     checkpoint.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
-    run = subprocess.run(
-        [sys.executable, 'tools/deployment/pytorch2onnx.py',
-         str(repo_root / R18_CONFIG), str(checkpoint),
-         '--shape', '64', '64', '--out', str(tmp_path / 'x.onnx')],
-        cwd=repo_root, capture_output=True, text=True, timeout=300)
+    run = export_at_64(repo_root, checkpoint, tmp_path / 'x.onnx')
     assert run.returncode == 2, run.stderr[-3000:]
     assert str(checkpoint) in run.stderr
     assert 'truncated' in run.stderr

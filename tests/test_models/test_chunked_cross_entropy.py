@@ -12,8 +12,8 @@ from typing import List, Optional, Sequence
 import pytest
 import torch
 import torch.nn.functional as F
+from loss_memory import allocator_peak
 from mmseg.models.losses import CrossEntropyLoss, DiceLoss, accuracy
-from torch.profiler import ProfilerActivity, profile
 
 from mmpsp.models.losses import (
     chunked_upsample_cross_entropy,
@@ -367,26 +367,6 @@ def test_label_shape_4d_is_accepted():
     b, _ = chunked_upsample_cross_entropy(logits, label[:, None])
     assert torch.equal(a[0], b[0])
 
-
-
-def allocator_peak(fn) -> int:
-    """Peak of torch's CPU allocator bytes while ``fn`` runs.
-
-    The profiler's memory events record every CPU allocation (+bytes) and
-    free (-bytes) of torch's allocator; their running sum in time order is
-    the live tensor memory allocated during ``fn``.
-    """
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-        fn()
-    events = [
-        e for e in p.profiler.kineto_results.events() if e.name() == '[memory]'
-    ]
-    events.sort(key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak
 
 
 def test_peak_memory_stays_within_the_chunk_budget():

@@ -1,6 +1,6 @@
 """Where a config's training data pipeline spends its time, per transform.
 
-:func:`mmpsp.apis.benchmark.measure_data_pipeline` times the whole loader
+``speed_benchmark.measure_data_pipeline`` times the whole loader
 (can it keep up with the model?); :func:`profile_train_pipeline` times each
 transform of ``train_dataloader.dataset.pipeline`` in this process, and can
 time the same pipeline with mmpsp's fast transforms swapped back for mmseg's

@@ -146,6 +146,12 @@ def rss_bytes() -> int:
 
 
 def allocator_peak(step: Callable[[], None]) -> int:
+    """Peak of torch's CPU allocator bytes while ``step`` runs.
+
+    The profiler's memory events record every CPU allocation (+bytes) and
+    free (-bytes) of torch's allocator; their running sum in time order is
+    the live tensor memory allocated during ``step``.
+    """
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
         step()

@@ -10,8 +10,8 @@ network runs, not what it computes:
   heads' full-resolution loss (upsample, cross-entropy, accuracy), which is
   where mmseg's step spends most of its time;
 - on CUDA, batches are copied to the GPU without blocking the host
-  (the data preprocessor's ``non_blocking``; with the pinned memory
-  :func:`pin_memory_on_cuda` asks the loaders for, the copy overlaps the
+  (the data preprocessor's ``non_blocking``; with the pinned memory the
+  dataset bases declare (``pin_memory=True``), the copy overlaps the
   previous step).
 
 mmpsp's ``default_runtime.py`` turns channels_last on: it changes the
