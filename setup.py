@@ -1,24 +1,115 @@
-"""Install mmpsp: ``pip install -e .`` (see README for the mmcv choice)."""
+"""Install mmpsp: ``pip install .`` (wheel) or ``pip install -e .`` (clone).
+
+mmcv: ``mmcv-lite`` by default (pure Python, installs in seconds); with
+``MMPSP_MMCV=full`` in the environment the install asks for full ``mmcv``
+instead. Both packages install the ``mmcv`` module, so one install holds one
+of them (README, "Install choices").
+
+OpenMMLab layout: the wheel carries ``configs/``, ``tools/`` and
+``model-index.yml`` under ``mmpsp/.mim/`` (as mmseg's wheel does), where
+``_base_ = 'mmpsp::...'`` and openmim find them. An editable install links
+``mmpsp/.mim`` to the clone's files instead, so edits show at once.
+"""
+import os
 import re
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent.resolve()
+MMCV_CHOICES = {'lite': 'mmcv', 'full': 'mmcv_full'}
+# mmengine's `mmpsp::NAME` needs a folder in NAME, so `configs/pspnet/` also
+# holds one alias per top-level config (`mmpsp::pspnet/NAME.py`).
+ALIAS_FOLDER = 'pspnet'
+ALIAS_TEXT = (
+    "# Alias of mmpsp's configs/{name},\n"
+    "# so that it can be named `mmpsp::{folder}/{name}`\n"
+    "# (mmengine's `scope::` syntax needs a folder in the name).\n"
+    "_base_ = '../{name}'\n")
 
 
 def read_requirements(name: str) -> list:
-    """Requirement lines of ``requirements/<name>.txt``, comments dropped."""
+    """Requirements of ``requirements/<name>.txt``, ``-r`` files included."""
     lines = (HERE / 'requirements' / f'{name}.txt').read_text().splitlines()
-    return [
-        line.strip() for line in lines
-        if line.strip() and not line.startswith(('#', '-'))
-    ]
+    requirements = []
+    for line in map(str.strip, lines):
+        if line.startswith('-r '):
+            requirements += read_requirements(Path(line[3:].strip()).stem)
+        elif line and not line.startswith('#'):
+            requirements.append(line)
+    return requirements
+
+
+def mmcv_requirements() -> list:
+    choice = os.environ.get('MMPSP_MMCV', 'lite')
+    if choice not in MMCV_CHOICES:
+        raise SystemExit(
+            f'MMPSP_MMCV={choice!r}: expected one of '
+            f'{sorted(MMCV_CHOICES)} (lite: mmcv-lite, the default; full: '
+            'mmcv with compiled ops)')
+    return read_requirements(MMCV_CHOICES[choice])
 
 
 def read_version() -> str:
     text = (HERE / 'mmpsp' / '__init__.py').read_text()
     return re.search(r"__version__ = '([^']+)'", text).group(1)
+
+
+def _place(src: Path, dst: Path, link: bool) -> None:
+    """Copy ``src`` (file or folder) to ``dst``, or link it relatively."""
+    if link:
+        dst.symlink_to(os.path.relpath(src, dst.parent),
+                       target_is_directory=src.is_dir())
+    elif src.is_dir():
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+            '__pycache__', '*.py[cod]'))
+    else:
+        shutil.copy2(src, dst)
+
+
+def write_mim_tree(root: Path, mim: Path, link: bool) -> None:
+    """Fill ``mim`` with ``root``'s configs, tools and model index.
+
+    ``mim/configs/<entry>`` for every entry of ``root/configs`` except the
+    alias folder, which is a real folder holding its own entries plus one
+    alias config per top-level config. Links (``link=True``, editable
+    installs) or copies (wheels).
+    """
+    if mim.is_symlink() or mim.is_file():
+        mim.unlink()
+    elif mim.exists():
+        shutil.rmtree(mim)
+    configs = root / 'configs'
+    (mim / 'configs' / ALIAS_FOLDER).mkdir(parents=True)
+    for entry in sorted(configs.iterdir()):
+        if entry.name == ALIAS_FOLDER or entry.name == '__pycache__':
+            continue
+        _place(entry, mim / 'configs' / entry.name, link)
+    alias_dir = mim / 'configs' / ALIAS_FOLDER
+    if (configs / ALIAS_FOLDER).is_dir():
+        for entry in sorted((configs / ALIAS_FOLDER).iterdir()):
+            _place(entry, alias_dir / entry.name, link)
+    for config in sorted(configs.glob('*.py')):
+        if not (alias_dir / config.name).exists():
+            (alias_dir / config.name).write_text(ALIAS_TEXT.format(
+                folder=ALIAS_FOLDER, name=config.name))
+    _place(root / 'tools', mim / 'tools', link)
+    _place(root / 'model-index.yml', mim / 'model-index.yml', link)
+
+
+class BuildPy(build_py):
+    """build_py that also writes ``mmpsp/.mim`` (copies, or links if editable).
+    """
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            write_mim_tree(HERE, HERE / 'mmpsp' / '.mim', link=True)
+        else:
+            write_mim_tree(HERE, Path(self.build_lib) / 'mmpsp' / '.mim',
+                           link=False)
 
 
 setup(
@@ -29,13 +120,15 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.8',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
-    include_package_data=True,
-    install_requires=read_requirements('runtime'),
+    include_package_data=False,
+    cmdclass={'build_py': BuildPy},
+    install_requires=read_requirements('runtime') + mmcv_requirements(),
     extras_require={
-        # mmcv-lite and full mmcv both install the `mmcv` package: choose one.
-        'lite': read_requirements('mmcv'),
-        'full': ['mmcv>=2.0.0,<2.2.0'],
+        'export': read_requirements('export'),
         'tests': read_requirements('tests'),
+    },
+    entry_points={
+        'console_scripts': ['mmpsp = mmpsp.apis.cli:main'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',
