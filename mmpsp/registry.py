@@ -16,8 +16,11 @@ def _child(parent: Registry, *own_locations: str) -> Registry:
     locations = list(own_locations) + [
         loc for loc in parent._locations if loc not in own_locations
     ]
+    # A registry without locations in a scope of mmengine's package table
+    # (mmpsp is added there for ``mmpsp::`` config names) makes mmengine
+    # call ``mmpsp.utils.register_all_modules``; importing mmpsp is that.
     return Registry(parent.name, parent=parent, scope=SCOPE,
-                    locations=locations)
+                    locations=locations or [SCOPE])
 
 
 RUNNERS = _child(mmseg_registry.RUNNERS)

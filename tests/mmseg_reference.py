@@ -15,15 +15,12 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import DefaultScope
 from torch import nn
 
+# Strides and dilations per output stride (mmseg's "-d8", "-d16" and
+# "-d32" configs), as ResNetV1c's output_stride argument sets them.
+from mmpsp.models.backbones.resnet import OUTPUT_STRIDES
+
 PSPNET_BASE_CONFIG = Path('_base_', 'models', 'pspnet_r50-d8.py')
 
-# Backbone strides and dilations per output stride (mmseg's "-d8", "-d16"
-# and "-d32" configs).
-OUTPUT_STRIDES: Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
-    8: ((1, 2, 1, 1), (1, 1, 2, 4)),
-    16: ((1, 2, 2, 1), (1, 1, 1, 2)),
-    32: ((1, 2, 2, 2), (1, 1, 1, 1)),
-}
 
 # (decode in_channels, decode channels, auxiliary in_channels, auxiliary
 # channels) per depth, as in mmseg's pspnet_r18/r50/r101 configs.

@@ -73,7 +73,7 @@ def test_basic_block_for_shallow_depths():
 def test_contract_dilation(contract, expected):
     net = ResNetV1c(
         depth=50, contract_dilation=contract, **TINY, **OUTPUT_STRIDES[8])
-    assert [b.conv2.dilation for b in net.layer3[:2]] == expected
+    assert [b.conv2.dilation for b in list(net.layer3)[:2]] == expected
     assert net.layer4[0].conv2.dilation == ((2, 2) if contract else (4, 4))
 
 
@@ -82,7 +82,7 @@ def test_multi_grid_sets_last_stage_dilations():
         depth=50, multi_grid=(1, 2, 4), **TINY, **OUTPUT_STRIDES[16])
     assert [b.conv2.dilation for b in net.layer4] == [(1, 1), (2, 2),
                                                       (4, 4)]
-    assert [b.conv2.dilation for b in net.layer3[:2]] == [(1, 1), (1, 1)]
+    assert [b.conv2.dilation for b in list(net.layer3)[:2]] == [(1, 1), (1, 1)]
 
 
 @pytest.mark.parametrize('options', [
@@ -115,11 +115,6 @@ def test_matches_mmseg_resnetv1c(options):
 
 @pytest.mark.parametrize('kwargs,error,match', [
     (dict(depth=42), ValueError, 'depth=42 is not supported'),
-    (dict(depth=50, dcn=dict(type='DCNv2')), ValueError, 'deformable'),
-    (dict(depth=50, stage_with_dcn=(False, True, True, True)), ValueError,
-     'deformable'),
-    (dict(depth=50, plugins=[dict(cfg=dict(type='ContextBlock'))]),
-     ValueError, 'plugins are not supported'),
     (dict(depth=50, strides=(1, 2, 1)), ValueError,
      'one entry per stage'),
     (dict(depth=50, dilations=(1, 1, 0, 4), strides=(1, 2, 1, 1)),
@@ -133,14 +128,85 @@ def test_matches_mmseg_resnetv1c(options):
     (dict(depth=50, avg_down=True), TypeError, "['avg_down']"),
     (dict(depth=50, widen_factor=2), TypeError,
      "unknown arguments ['widen_factor']"),
-    (dict(depth=50, pretrained=3), TypeError, 'checkpoint path'),
+    (dict(depth=50, dilation=(1, 1, 2, 4)), TypeError,
+     "did you mean 'dilations'"),
+    (dict(depth=50, output_stride=4), ValueError, 'output_stride=4'),
+    (dict(depth=50, output_stride=8, strides=(1, 2, 2, 2)), ValueError,
+     'set either output_stride'),
+    (dict(depth=50, output_stride=8, num_stages=3, strides=(1, 2, 1),
+          dilations=(1, 1, 2)), ValueError, 'sets four stages'),
+    # mmseg's ResNet handles pretrained=; these are its errors.
+    (dict(depth=50, pretrained=3), TypeError, 'must be a str or None'),
     (dict(depth=50, pretrained='a.pth',
-          init_cfg=dict(type='Pretrained', checkpoint='b.pth')), ValueError,
-     'set only one'),
+          init_cfg=dict(type='Pretrained', checkpoint='b.pth')),
+     AssertionError, 'cannot be setting at the same time'),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match.replace('[', r'\[')):
         ResNetV1c(**TINY, **kwargs)
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(depth=42),
+    dict(depth=50, num_stages=5),
+    dict(depth=50, strides=(1, 2, 1)),
+    dict(depth=50, out_indices=(0, 4)),
+    dict(depth=50, style='tf'),
+])
+def test_bad_arguments_raise_what_mmseg_code_catches(kwargs):
+    """mmseg asserts on these arguments; its callers catch AssertionError,
+    mmpsp's callers ValueError or MMPSPError: the error is all three."""
+    from mmpsp.utils.errors import MMPSPError
+    for error in (AssertionError, ValueError, MMPSPError):
+        with pytest.raises(error):
+            ResNetV1c(**TINY, **kwargs)
+
+
+@pytest.mark.parametrize('output_stride', [8, 16, 32])
+def test_output_stride_is_strides_and_dilations(output_stride):
+    by_stride = ResNetV1c(depth=18, output_stride=output_stride, **TINY)
+    explicit = ResNetV1c(depth=18, **TINY, **OUTPUT_STRIDES[output_stride])
+    assert by_stride.strides == OUTPUT_STRIDES[output_stride]['strides']
+    assert by_stride.dilations == OUTPUT_STRIDES[output_stride]['dilations']
+    explicit.load_state_dict(by_stride.state_dict())
+    x = torch.rand(1, 3, 33, 33)
+    by_stride.eval()
+    explicit.eval()
+    with torch.no_grad():
+        for a, b in zip(by_stride(x), explicit(x)):
+            assert torch.equal(a, b)
+
+
+def test_plugins_work_as_in_mmseg():
+    """Plugins from mmcv.cnn (pure Python, so also on mmcv-lite) go through
+    mmseg's ResNet: a context block after conv3 in stages 2 and 3."""
+    plugins = [
+        dict(cfg=dict(type='ContextBlock', ratio=1. / 4),
+             stages=(False, True, True, False), position='after_conv3')
+    ]
+    net = ResNetV1c(depth=50, plugins=plugins, **TINY)
+    assert not hasattr(net.layer1[0], 'context_block')
+    assert net.layer2[0].context_block.in_channels == 32
+    assert net.layer3[0].context_block.in_channels == 64
+    assert not hasattr(net.layer4[0], 'context_block')
+    outs = _train_step(net, torch.rand(2, 3, 33, 33))
+    assert outs[-1].shape == (2, 128, 2, 2)
+    assert net.layer2[0].context_block.conv_mask.weight.grad is not None
+
+
+def test_default_init_equals_mmseg_at_the_same_seed():
+    """Built on mmseg's ResNet, the default initialization (Kaiming, ones,
+    zeroed residual branches) draws the same numbers as mmseg's."""
+    torch.manual_seed(7)
+    theirs = MMSegResNetV1c(depth=50, **TINY)
+    theirs.init_weights()
+    torch.manual_seed(7)
+    ours = ResNetV1c(depth=50, **TINY)
+    ours.init_weights()
+    expected = theirs.state_dict()
+    for name, value in ours.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    assert torch.all(ours.layer1[0].norm3.weight == 0)
 
 
 def _train_step(net, x):

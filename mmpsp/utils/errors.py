@@ -21,3 +21,11 @@ class MMPSPError(Exception):
 
 class ConfigKeyError(MMPSPError, KeyError):
     """A config lacks a key that the requested option needs."""
+
+
+class ArgumentError(MMPSPError, ValueError, AssertionError):
+    """A model argument has a value the component cannot build.
+
+    Also an ``AssertionError``: mmseg's components assert on the same
+    arguments, so code and tests written against mmseg catch it as before.
+    """

@@ -1,26 +1,24 @@
 """The auxiliary head of PSPNet's deep supervision."""
-from typing import Sequence
+from typing import Dict
 
-import torch
-import torch.nn as nn
-from mmcv.cnn import ConvModule
-from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from torch import Tensor
+from mmseg.models.decode_heads.fcn_head import FCNHead as MMSegFCNHead
 
 from mmpsp.registry import MODELS
+from mmpsp.utils.errors import ArgumentError
 
 from ..losses.head_loss import LeanLossMixin
 
 
 @MODELS.register_module()
-class FCNHead(LeanLossMixin, BaseDecodeHead):
+class FCNHead(LeanLossMixin, MMSegFCNHead):
     """A stack of convolutions and a per-pixel classifier.
 
     `PSPNet <https://arxiv.org/abs/1612.01105>`_ trains with this head on
     the output of the backbone's stage 3 as deep supervision (loss weight
     0.4); it is dropped at inference. The head follows `FCN
-    <https://arxiv.org/abs/1411.4038>`_. Parameter and buffer names are
-    those of mmseg's ``FCNHead``.
+    <https://arxiv.org/abs/1411.4038>`_. It is mmseg's ``FCNHead`` with
+    mmpsp's loss path (:class:`~mmpsp.models.losses.LeanLossMixin`) and
+    argument checks whose errors name the argument and the fix.
 
     Args:
         num_convs (int): Number of ConvModules before the classifier; 0
@@ -33,7 +31,8 @@ class FCNHead(LeanLossMixin, BaseDecodeHead):
         dilation (int): Dilation of the convolutions. Defaults to 1.
         **kwargs: Arguments of mmseg's ``BaseDecodeHead`` (``in_channels``,
             ``channels``, ``num_classes``, ``in_index``, ``loss_decode``,
-            ...).
+            ...) and of the loss path (``chunked_loss``,
+            ``loss_chunk_bytes``).
 
     Example:
         >>> import torch
@@ -49,81 +48,46 @@ class FCNHead(LeanLossMixin, BaseDecodeHead):
                  concat_input: bool = True,
                  dilation: int = 1,
                  **kwargs) -> None:
-        if not isinstance(num_convs, int) or num_convs < 0:
-            raise ValueError(
-                f'FCNHead: num_convs={num_convs!r} must be an int >= 0')
-        if (not isinstance(kernel_size, int) or kernel_size < 1
-                or kernel_size % 2 == 0):
-            raise ValueError(
-                f'FCNHead: kernel_size={kernel_size!r} must be a positive '
-                'odd int (so that the output keeps the input size)')
-        if not isinstance(dilation, int) or dilation < 1:
-            raise ValueError(
-                f'FCNHead: dilation={dilation!r} must be an int >= 1')
-        super().__init__(**kwargs)
-        if not isinstance(self.in_channels, int):
-            raise ValueError(
-                f'FCNHead: takes one feature map, got in_channels='
-                f'{self.in_channels!r}; set an int in_channels and in_index,'
-                " or input_transform='resize_concat'")
-        if num_convs == 0 and self.in_channels != self.channels:
-            raise ValueError(
-                f'FCNHead: num_convs=0 classifies the input directly, so '
-                f'in_channels={self.in_channels} must equal '
-                f'channels={self.channels}; set channels={self.in_channels} '
-                'or num_convs >= 1')
-        self.num_convs = num_convs
-        self.kernel_size = kernel_size
-        self.concat_input = concat_input
+        _check_args(num_convs, kernel_size, dilation, kwargs)
+        super().__init__(
+            num_convs=num_convs,
+            kernel_size=kernel_size,
+            concat_input=concat_input,
+            dilation=dilation,
+            **kwargs)
         self.dilation = dilation
-        if num_convs == 0:
-            self.convs = nn.Identity()
-        else:
-            self.convs = nn.Sequential(*[
-                ConvModule(
-                    self.in_channels if i == 0 else self.channels,
-                    self.channels,
-                    kernel_size,
-                    padding=kernel_size // 2 * dilation,
-                    dilation=dilation,
-                    conv_cfg=self.conv_cfg,
-                    norm_cfg=self.norm_cfg,
-                    act_cfg=self.act_cfg) for i in range(num_convs)
-            ])
-        if concat_input:
-            self.conv_cat = ConvModule(
-                self.in_channels + self.channels,
-                self.channels,
-                kernel_size,
-                padding=kernel_size // 2,
-                conv_cfg=self.conv_cfg,
-                norm_cfg=self.norm_cfg,
-                act_cfg=self.act_cfg)
 
-    def _forward_feature(self, inputs: Sequence[Tensor]) -> Tensor:
-        """Apply the convolutions (and the input fusion).
 
-        Args:
-            inputs (Sequence[Tensor]): Backbone outputs; the one at
-                ``in_index`` has shape (N, in_channels, H, W).
+def _check_args(num_convs: int, kernel_size: int, dilation: int,
+                kwargs: Dict) -> None:
+    """Refuse, with the fix, what mmseg's ``FCNHead`` asserts or breaks on.
 
-        Returns:
-            Tensor: Features of shape (N, channels, H, W).
-        """
-        x = self._transform_inputs(inputs)
-        feats = self.convs(x)
-        if self.concat_input:
-            feats = self.conv_cat(torch.cat([x, feats], dim=1))
-        return feats
-
-    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
-        """Compute class logits.
-
-        Args:
-            inputs (Sequence[Tensor]): Backbone outputs; the one at
-                ``in_index`` has shape (N, in_channels, H, W).
-
-        Returns:
-            Tensor: Logits of shape (N, out_channels, H, W).
-        """
-        return self.cls_seg(self._forward_feature(inputs))
+    Raises:
+        ArgumentError: Naming the argument, its value and the fix.
+    """
+    if not isinstance(num_convs, int) or num_convs < 0:
+        raise ArgumentError(
+            f'FCNHead: num_convs={num_convs!r} must be an int >= 0')
+    if (not isinstance(kernel_size, int) or kernel_size < 1
+            or kernel_size % 2 == 0):
+        raise ArgumentError(
+            f'FCNHead: kernel_size={kernel_size!r} must be a positive '
+            'odd int (so that the output keeps the input size)')
+    if not isinstance(dilation, int) or dilation < 1:
+        raise ArgumentError(
+            f'FCNHead: dilation={dilation!r} must be an int >= 1')
+    in_channels = kwargs.get('in_channels')
+    if kwargs.get('input_transform') is None:
+        if not isinstance(in_channels, int):
+            raise ArgumentError(
+                f'FCNHead: takes one feature map, got in_channels='
+                f'{in_channels!r}; set an int in_channels and in_index, or '
+                "input_transform='resize_concat'")
+    elif isinstance(in_channels, (list, tuple)):
+        in_channels = sum(in_channels)
+    channels = kwargs.get('channels')
+    if num_convs == 0 and in_channels != channels:
+        raise ArgumentError(
+            f'FCNHead: num_convs=0 classifies the input directly, so '
+            f'in_channels={in_channels} must equal channels={channels}; set '
+            f'channels={in_channels} or num_convs >= 1')
