@@ -6,12 +6,14 @@ Example (after ``make demo``)::
         --config work_dirs/demo/pspnet/pspnet_r18-d8_scenes-demo.py \
         --checkpoint work_dirs/demo/pspnet/iter_600.pth \
         --out work_dirs/demo/inference
+
+The same as ``mmpsp infer CONFIG CHECKPOINT IMAGES... --out DIR``.
 """
 import argparse
 import sys
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
-from mmpsp.apis.inference import segment_images
+from mmpsp.apis.cli import add_infer_options, infer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -23,21 +25,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--config', required=True, help='model config')
     parser.add_argument('--checkpoint', required=True,
                         help='checkpoint trained with that config')
-    parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
-                        help='device (default: %(default)s)')
-    parser.add_argument('--opacity', type=float, default=0.5,
-                        help='mask weight in the overlay (%(default)s)')
+    add_infer_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    written = segment_images(args.images, args.config, args.checkpoint,
-                             args.out, args.device, args.opacity)
-    print(f'{len(written)} image(s) segmented; masks and overlays in '
-          f'{args.out}')
-    return 0
+    return infer(args.images, args.config, args.checkpoint, args)
 
 
 if __name__ == '__main__':

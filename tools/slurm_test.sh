@@ -19,8 +19,9 @@ GPUS=${GPUS:-4}
 GPUS_PER_NODE=${GPUS_PER_NODE:-4}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
 TOOLS=$(dirname "$0")
+# PYTHON: the environment variable, else `python` on PATH; must have torch.
+. "$TOOLS/check_python.sh"
 
 export MASTER_PORT=${MASTER_PORT:-29500}
 # SRUN_ARGS is split on spaces on purpose: it holds several srun options.
