@@ -87,6 +87,12 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
         help='torch.compile the network and the full-resolution loss '
         '(same math; compiling costs minutes up front)')
     parser.add_argument(
+        '--no-chunked-loss',
+        action='store_true',
+        help='compute every mmpsp head\'s loss from full-resolution logits '
+        '(chunked_loss=False) instead of the chunked exact path that never '
+        'holds them: same math, more memory')
+    parser.add_argument(
         '--resume',
         nargs='?',
         const='auto',
@@ -238,6 +244,9 @@ def train(args: argparse.Namespace) -> None:
         compile=args.compile)
     if args.data_root:
         set_data_root(cfg, args.data_root)
+    if args.no_chunked_loss:
+        from mmpsp.models.losses import set_chunked_loss
+        set_chunked_loss(cfg, False, reason='--no-chunked-loss')
     run_train(cfg)
 
 

@@ -7,8 +7,10 @@ from .chunked_cross_entropy import (
                                     interpolation_matrix,
                                     supports,
 )
+from .head_loss import set_chunked_loss
 
 __all__ = [
     'DEFAULT_MAX_CHUNK_BYTES', 'ChunkedUpsampleCE',
-    'chunked_upsample_cross_entropy', 'interpolation_matrix', 'supports'
+    'chunked_upsample_cross_entropy', 'interpolation_matrix',
+    'set_chunked_loss', 'supports'
 ]

@@ -26,7 +26,7 @@ Losses other than mmseg's plain ``CrossEntropyLoss`` go through their own
 modules, unchanged.
 """
 import logging
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ from mmseg.models.losses import CrossEntropyLoss
 from mmseg.utils import SampleList
 from torch import Tensor
 
+from ...utils.config_tree import walk_dicts
 from .chunked_cross_entropy import (
     DEFAULT_MAX_CHUNK_BYTES,
     chunked_upsample_cross_entropy,
@@ -233,3 +234,42 @@ class LeanLossMixin:
             losses[name] = losses[name] + value if name in losses else value
         losses['acc_seg'] = acc
         return losses
+
+
+def set_chunked_loss(cfg: dict, enabled: bool, reason: str) -> List[str]:
+    """Set ``chunked_loss`` on every mmpsp head of a config's model.
+
+    A head is mmpsp's when its ``type`` resolves (in the config's
+    ``default_scope``) to a class with :class:`LeanLossMixin`; other heads
+    (mmseg's own, which compute their loss mmseg's way anyway) are left
+    alone, since they take no ``chunked_loss`` argument.
+
+    Args:
+        cfg (dict): The full config (``model``, ``default_scope``); changed
+            in place.
+        enabled (bool): The value to set.
+        reason (str): Why, for the log line, e.g. ``'--no-chunked-loss'``.
+
+    Returns:
+        list[str]: The dotted keys of the heads that were changed.
+    """
+    from mmpsp.registry import MODELS
+    changed = []
+    with MODELS.switch_scope_and_registry(
+            cfg.get('default_scope') or 'mmpsp') as registry:
+        for path, node in walk_dicts(cfg.get('model'), 'model'):
+            head = node.get('type')
+            cls = registry.get(head) if isinstance(head, str) else head
+            if isinstance(cls, type) and issubclass(cls, LeanLossMixin):
+                node['chunked_loss'] = bool(enabled)
+                changed.append(path)
+    if changed:
+        print_log(
+            f'chunked_loss={bool(enabled)} ({reason}) in: '
+            f'{", ".join(changed)}', logger='current')
+    else:
+        print_log(
+            f'{reason}: no mmpsp decode or auxiliary head in the model '
+            'config; nothing changed', logger='current',
+            level=logging.WARNING)
+    return changed
