@@ -297,15 +297,12 @@ def infer(images: Sequence[str], config: str, checkpoint: str,
     return 0
 
 
-def run_tool(script: str, argv: Sequence[str],
-             prog: Optional[str] = None) -> int:
+def run_tool(script: str, argv: Sequence[str]) -> int:
     """Run an installed ``tools/`` script as ``python SCRIPT ARGV``.
 
     Args:
         script (str): Path under ``tools/``, e.g. ``'demo.py'``.
         argv (Sequence[str]): Its arguments.
-        prog (str, optional): The name its usage line shows. Defaults to
-            the script's path.
 
     Returns:
         int: Its exit status.
@@ -317,7 +314,7 @@ def run_tool(script: str, argv: Sequence[str],
             'reinstall it (pip install mmpsp, or pip install -e . in a '
             'clone)')
     saved = sys.argv
-    sys.argv = [prog or path, *argv]
+    sys.argv = [path, *argv]
     try:
         runpy.run_path(path, run_name='__main__')
     except SystemExit as done:
@@ -379,7 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``mmpsp`` console script."""
     args = build_parser().parse_args(argv)
     if args.command in TOOL_COMMANDS:
-        return run_tool(args.script, args.args, f'mmpsp {args.command}')
+        return run_tool(args.script, args.args)
     from mmpsp.utils.errors import MMPSPError
     try:
         COMMANDS[args.command](args)

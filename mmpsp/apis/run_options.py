@@ -5,6 +5,7 @@ config settings a user could write in the config itself: the optimizer
 wrapper type and the :class:`~mmpsp.engine.hooks.SpeedLeversHook` entry of
 ``custom_hooks``. What a run does is still read off the final config.
 """
+import warnings
 from typing import Optional
 
 import torch
@@ -18,6 +19,39 @@ _PLAIN_WRAPPERS = ('OptimWrapper', 'mmengine.OptimWrapper')
 _AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper',
                  'mmpsp.BF16AutocastOptimWrapper', 'BF16AutocastOptimWrapper')
 AMP_DTYPES = ('auto', 'fp16', 'bf16')
+
+
+# /proc/cpuinfo flags of x86 CPUs that compute bfloat16 natively.
+NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+class SlowCPUBF16Warning(UserWarning):
+    """``--amp`` picked bfloat16 on a CPU that only emulates it."""
+
+
+def cpu_has_native_bf16(cpuinfo: str = '/proc/cpuinfo') -> Optional[bool]:
+    """Whether this x86 CPU computes bfloat16 natively; None if unknown.
+
+    Args:
+        cpuinfo (str): The file listing the CPU's flags (Linux).
+            Defaults to ``'/proc/cpuinfo'``.
+
+    Returns:
+        bool or None: True with AVX512-BF16 or AMX-BF16, False without
+        them, None where the file cannot be read or names no x86 flags.
+    """
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith('flags'):
+            flags.update(line.partition(':')[2].split())
+    if not flags:
+        return None
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
 def enable_amp(cfg: Config, dtype: str = 'auto') -> str:
@@ -72,6 +106,14 @@ def enable_amp(cfg: Config, dtype: str = 'auto') -> str:
                 '--amp on CPU: float16 autocast with loss scaling needs '
                 'CUDA, training with bfloat16 autocast instead',
                 logger='current')
+        if not cuda and cpu_has_native_bf16() is False:
+            warnings.warn(
+                '--amp on this CPU: it has no native bfloat16 (no '
+                f'{" or ".join(NATIVE_BF16_FLAGS)} flag in /proc/cpuinfo), '
+                'so bfloat16 autocast is emulated and runs slower than '
+                'float32, not faster; drop --amp to train in float32',
+                SlowCPUBF16Warning,
+                stacklevel=2)
     return wrapper['type']
 
 

@@ -19,6 +19,7 @@ The ONNX file is written by PyTorch's TorchScript-based exporter
 (``dynamo=False``), which needs no package beyond ``onnx`` for metadata.
 """
 import copy
+import importlib
 import inspect
 import warnings
 from pathlib import Path
@@ -173,6 +174,21 @@ def prepare_for_export(model: nn.Module,
     return wrapper, example
 
 
+def require_export_package(module: str) -> None:
+    """Raise :class:`ExportError` naming the extra when ``module`` is missing.
+
+    Args:
+        module (str): ``'onnx'`` (export) or ``'onnxruntime'`` (verify).
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise ExportError(
+            f'ONNX export needs the {module} package, which this '
+            f'environment lacks ({error}); install it with '
+            'pip install "mmpsp[export]" (onnx and onnxruntime)') from error
+
+
 def _onnx_export_kwargs() -> dict:
     # torch >= 2.5 defaults (from 2.9) to the dynamo exporter, which needs
     # onnxscript; the TorchScript exporter handles this graph without it.
@@ -214,6 +230,9 @@ def export_onnx(model: nn.Module,
         tuple[nn.Module, Tensor]: The exported wrapper and the example input,
         for :func:`verify_onnx`.
     """
+    # torch's exporter needs onnx; without it its error would read as
+    # the head failing.
+    require_export_package('onnx')
     wrapper, example = prepare_for_export(model, shape, output,
                                           dynamic=dynamic)
     out = Path(out)
@@ -328,6 +347,7 @@ def verify_onnx(path: Union[str, Path],
     Returns:
         dict: As :func:`compare_outputs`.
     """
+    require_export_package('onnxruntime')
     import onnxruntime as ort
 
     session = ort.InferenceSession(
