@@ -9,6 +9,7 @@ from mmengine.runner import Runner, find_latest_checkpoint
 from torch import nn
 
 from mmpsp.engine.checks import check_before_run, check_pretrained
+from mmpsp.engine.checks.checkpoint_check import newest_loadable_checkpoint
 
 from .launch import adapt_to_machine, load_config
 from .run_options import add_speed_levers, enable_amp
@@ -19,6 +20,10 @@ RESUME_LATEST = 'auto'
 
 class NothingToResumeWarning(UserWarning):
     """``--resume`` found no checkpoint and training starts from scratch."""
+
+
+class SkippedCheckpointWarning(UserWarning):
+    """``--resume`` passed over checkpoints that do not load."""
 
 
 def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
@@ -56,7 +61,25 @@ def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
         cfg.resume = True
         cfg.load_from = resume
         return resume
-    latest = find_latest_checkpoint(cfg.work_dir)
+    # The newest checkpoint that loads: a run killed mid-save (without
+    # AtomicCheckpointHook), a full disk or a copied work dir leave a
+    # latest file that does not, next to older ones that do.
+    named = find_latest_checkpoint(cfg.work_dir)
+    latest, skipped = newest_loadable_checkpoint(cfg.work_dir, named)
+    if latest is None:
+        # None loads: the Runner's load of the latest one raises the safe
+        # loader's error, which names the file and says why.
+        latest, skipped = named, []
+    if skipped:
+        warnings.warn(
+            f'--resume: passed over {len(skipped)} checkpoint(s) that do '
+            f'not load: {"; ".join(skipped)}. Resuming from {latest}, the '
+            'newest one that loads; the iterations after it are trained '
+            'again. The files passed over are left as they are (move or '
+            'delete them once checked); the next checkpoint of this run '
+            'replaces one of the same name.',
+            SkippedCheckpointWarning,
+            stacklevel=2)
     if latest is None:
         # The config's load_from (weights to fine-tune from) still
         # initialises the fresh run, as it would have without --resume.

@@ -362,6 +362,37 @@ def numbered_checkpoints(folder: str) -> List[str]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
+def newest_loadable_checkpoint(
+        folder: str,
+        latest: Optional[str] = None) -> Tuple[Optional[str], List[str]]:
+    """The checkpoint ``--resume`` should continue from, and what it skips.
+
+    ``latest`` (what ``last_checkpoint`` names) comes first, then the
+    folder's ``iter_N.pth`` / ``epoch_N.pth``, newest first. Each is read
+    through the safe loader until one loads.
+
+    Args:
+        folder (str): The work dir.
+        latest (str, optional): The path in its ``last_checkpoint``.
+
+    Returns:
+        tuple: The path (None if none loads or there is none) and, for
+        each one passed over, ``'<path> (<why>)'``.
+    """
+    candidates = [latest] if latest else []
+    candidates += [p for p in numbered_checkpoints(folder) if p != latest]
+    skipped = []
+    for path in candidates:
+        if '://' not in path and not osp.isfile(path):
+            skipped.append(f'{path} (no such file)')
+            continue
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, skipped
+        skipped.append(f'{path} ({problem})')
+    return None, skipped
+
+
 def load_checkpoint_checked(
     model: nn.Module,
     filename: str,
@@ -412,6 +443,7 @@ def load_checkpoint_checked(
 __all__ = [
     'CheckpointMismatchError', 'CheckpointReport', 'checkpoint_problem',
     'compare_state_dict', 'dataset_meta_from_checkpoint',
-    'load_checkpoint_checked', 'mismatch_message', 'non_finite_keys',
-    'numbered_checkpoints', 'read_checkpoint', 'saved_config_of'
+    'load_checkpoint_checked', 'mismatch_message',
+    'newest_loadable_checkpoint', 'non_finite_keys', 'numbered_checkpoints',
+    'read_checkpoint', 'saved_config_of'
 ]

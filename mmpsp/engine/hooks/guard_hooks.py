@@ -4,21 +4,90 @@ Both turn a failure that shows up late or not at all into an error at the
 iteration where it happens, naming the loss term or the label file.
 """
 import math
-from typing import Optional
+import os.path as osp
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import Runner
 from torch import nn
 
+from mmpsp.engine.checks.checkpoint_check import (
+    non_finite_keys,
+    numbered_checkpoints,
+    read_checkpoint,
+    state_dict_of,
+)
 from mmpsp.registry import HOOKS
 from mmpsp.utils.errors import MMPSPError
+from mmpsp.utils.model import unwrap_model
+
+# Checkpoints read (newest first) to find the last finite one after a
+# failure: each read costs a checkpoint load.
+MAX_CHECKPOINTS_SCANNED = 10
 
 
 class NonFiniteLossError(MMPSPError, FloatingPointError):
     """A loss term became NaN or infinite during training."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The weights became NaN or infinite while the loss was still finite."""
+
+
+def last_finite_checkpoint(last: Optional[str],
+                           before: int) -> Tuple[Optional[str], List[str]]:
+    """The newest checkpoint of a run whose weights are all finite.
+
+    Args:
+        last (str, optional): The run's latest checkpoint (message hub
+            ``last_ckpt``); its folder is searched. None: no checkpoint.
+        before (int): Only checkpoints of earlier iterations count.
+
+    Returns:
+        tuple: The path (None if there is none) and, for each newer
+        checkpoint passed over, ``'<path> (<why>)'``.
+    """
+    if not last:
+        return None, []
+    candidates = numbered_checkpoints(osp.dirname(last))
+    if last in candidates:
+        candidates = candidates[candidates.index(last):]
+    elif osp.isfile(last):
+        candidates.insert(0, last)
+    skipped = []
+    for path in candidates[:MAX_CHECKPOINTS_SCANNED]:
+        try:
+            checkpoint = read_checkpoint(path)
+        except (MMPSPError, OSError) as error:
+            skipped.append(f'{path} ({getattr(error, "reason", "") or error})')
+            continue
+        step = checkpoint.get('meta', {}).get('iter')
+        if isinstance(step, int) and step >= before:
+            continue
+        bad = non_finite_keys(state_dict_of(checkpoint, ()))
+        if not bad:
+            return path, skipped
+        more = f' and {len(bad) - 1} more' if len(bad) > 1 else ''
+        skipped.append(f'{path} (non-finite {bad[0]}{more})')
+    return None, skipped
+
+
+def _kept_message(runner: Runner, before: int) -> str:
+    """Which checkpoint to resume from, for the error message."""
+    last = runner.message_hub.get_info('last_ckpt')
+    good, skipped = last_finite_checkpoint(last, before)
+    passed = ('; passed over, their weights are not finite or they do not '
+              'load: ' + ', '.join(skipped)) if skipped else ''
+    if good is not None:
+        return (f'the last checkpoint with finite weights is {good} '
+                f'(resume with tools/train.py CONFIG --resume {good}){passed}')
+    if last:
+        return ('no checkpoint of this run has finite weights' + passed +
+                '; start again from the initial weights')
+    return 'no checkpoint was written yet'
 
 
 class LabelValueError(MMPSPError, ValueError):
@@ -40,11 +109,73 @@ class NonFiniteLossHook(Hook):
     Runs right after the iteration, before the logger and the checkpoint
     hook, so the non-finite weights are never written over the last good
     checkpoint. The error names the iteration and every non-finite loss
-    term (``decode.loss_ce``, ``aux.loss_ce``, ...).
+    term (``decode.loss_ce``, ``aux.loss_ce``, ...), and the newest
+    checkpoint of the run whose weights are all finite (or says there is
+    none).
+
+    An update can turn the weights non-finite while the loss that produced
+    it was finite; the next loss is then NaN, one iteration after the
+    checkpoint hook saved the broken weights. With ``check_weights`` the
+    hook therefore also checks the weights at each iteration (or epoch) at
+    which a :class:`~mmengine.hooks.CheckpointHook` of the run is about to
+    save, and stops before the save: one ``isfinite`` pass over the
+    weights per checkpoint.
+
+    Args:
+        check_weights (bool): Check the weights before each checkpoint
+            save. Defaults to True.
     """
 
     # Before LoggerHook (BELOW_NORMAL) and CheckpointHook (VERY_LOW).
     priority = 'VERY_HIGH'
+
+    def __init__(self, check_weights: bool = True) -> None:
+        self.check_weights = check_weights
+
+    def _checkpoint_hooks(self, runner: Runner) -> List[CheckpointHook]:
+        return [h for h in runner.hooks if isinstance(h, CheckpointHook)]
+
+    def _saves_now(self, runner: Runner, epoch_end: bool) -> bool:
+        """Whether a checkpoint hook saves after this iteration or epoch."""
+        for hook in self._checkpoint_hooks(runner):
+            if hook.by_epoch != epoch_end:
+                continue
+            if epoch_end:
+                due = hook.every_n_epochs(runner, hook.interval,
+                                          hook.save_begin) or (
+                                              hook.save_last and
+                                              hook.is_last_train_epoch(runner))
+            else:
+                due = hook.every_n_train_iters(
+                    runner, hook.interval, hook.save_begin) or (
+                        hook.save_last and hook.is_last_train_iter(runner))
+            if due:
+                return True
+        return False
+
+    def _check_weights(self, runner: Runner, where: str) -> None:
+        model = unwrap_model(runner.model)
+        bad = non_finite_keys(model.state_dict())
+        if not bad:
+            return
+        listing = ', '.join(bad[:3]) + (f' and {len(bad) - 3} more'
+                                        if len(bad) > 3 else '')
+        raise NonFiniteWeightsError(
+            f'non-finite weights {where} ({listing}), although the loss '
+            'was finite: the last update diverged. Training stopped before '
+            'the checkpoint of this state was written; '
+            f'{_kept_message(runner, runner.iter + 1)}. Lower '
+            'optim_wrapper.optimizer.lr or add gradient clipping '
+            '(optim_wrapper.clip_grad=dict(max_norm=...)), then resume')
+
+    def after_train_epoch(self, runner: Runner) -> None:
+        """Check the weights before an epoch-based checkpoint is saved.
+
+        Args:
+            runner (Runner): The runner.
+        """
+        if self.check_weights and self._saves_now(runner, epoch_end=True):
+            self._check_weights(runner, f'after epoch {runner.epoch + 1}')
 
     def after_train_iter(self,
                          runner: Runner,
@@ -65,13 +196,14 @@ class NonFiniteLossHook(Hook):
         bad = {k: v for k, v in values.items()
                if v is not None and not math.isfinite(v)}
         if not bad:
+            if self.check_weights and self._saves_now(runner, False):
+                self._check_weights(runner,
+                                    f'after iteration {runner.iter + 1}')
             return
         # The total 'loss' is non-finite whenever a term is; name the terms.
         terms = {k: v for k, v in bad.items() if k != 'loss'} or bad
         listing = ', '.join(f'{k}={v}' for k, v in terms.items())
-        last = runner.message_hub.get_info('last_ckpt')
-        kept = (f'the last good checkpoint is {last}' if last else
-                'no checkpoint was written yet')
+        kept = _kept_message(runner, runner.iter + 1)
         raise NonFiniteLossError(
             f'non-finite loss at iteration {runner.iter + 1}: {listing}. '
             f'Training stopped and this state was not saved; {kept}. Lower '
