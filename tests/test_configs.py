@@ -340,14 +340,16 @@ def _normalise(x):
         if isinstance(out.get('type'), str):
             # mmpsp.FastRandomCrop and mmpsp.FastPhotoMetricDistortion give
             # mmseg's RandomCrop and PhotoMetricDistortion outputs bit for
-            # bit (tests/test_transforms.py); only those two names map.
+            # bit (tests/test_datasets/test_transforms.py); only those two
+            # names map.
             out['type'] = mmseg_transform_type(out['type'])
         if out.get('type') == 'LoadAnnotations':
             # The dataset class decides reduce_zero_label either way.
             out.pop('reduce_zero_label', None)
         if out.get('type') == 'mmpsp.AtomicCheckpointHook':
             # mmengine's CheckpointHook with the same arguments; only how
-            # files reach the disk differs (tests/test_reliability.py).
+            # files reach the disk differs
+            # (tests/test_engine/test_reliability.py).
             out['type'] = 'CheckpointHook'
         if 'sampler' in out and out.get('pin_memory') is True:
             # A loader's pinned host memory changes copy speed, not data.

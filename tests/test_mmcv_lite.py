@@ -13,6 +13,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_mmseg_models_import_after_mmpsp():
     proc = run_python(
         'import mmpsp, mmcv.ops\n'
@@ -50,6 +51,7 @@ def test_point_sample_is_mmcv_own_pure_python():
     assert mmcv.ops.point_sample.__module__ == 'mmcv.ops.point_sample'
 
 
+@pytest.mark.slow
 def test_full_mmcv_left_unchanged():
     # Simulate an install with compiled ops: the stand-in must not appear.
     proc = run_python(

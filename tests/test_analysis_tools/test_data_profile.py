@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from data_profile import (
     _same,
@@ -14,7 +15,7 @@ from data_profile import (
 from mmengine.config import Config
 from mmseg.structures import SegDataSample
 
-BENCHMARK = (Path(__file__).resolve().parents[1] / 'tools' /
+BENCHMARK = (Path(__file__).resolve().parents[2] / 'tools' /
              'analysis_tools' / 'benchmark.py')
 
 CAMVID = 'configs/pspnet_r18-d8_camvid-360x480.py'
@@ -48,6 +49,7 @@ def test_profile_on_camvid_matches_mmseg(camvid_root, repo_root):
     assert table[-1].endswith('on 4/4 images (same seeds)')
 
 
+@pytest.mark.slow
 def test_per_transform_tool_on_camvid(camvid_root, repo_root):
     proc = subprocess.run(
         [sys.executable, str(BENCHMARK), '--data',
@@ -62,6 +64,7 @@ def test_per_transform_tool_on_camvid(camvid_root, repo_root):
     assert all(float(r[1]) > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_loader_tool_compares_with_mmseg_on_camvid(camvid_root, repo_root):
     proc = subprocess.run(
         [sys.executable, str(BENCHMARK), '--data',

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_tools import (
+from data_factories import (
     TOOLS,
     metrics_of,
     run_tool,
@@ -21,8 +21,11 @@ from test_tools import (
     write_camvid,
 )
 
-pytestmark = pytest.mark.skipif(
-    not torch.distributed.is_available(), reason='torch.distributed missing')
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not torch.distributed.is_available(),
+                       reason='torch.distributed missing'),
+]
 
 RANK_STATE_HOOK = textwrap.dedent('''
     import hashlib

@@ -95,6 +95,7 @@ def _decode(mask_bgr):
     return index.reshape(mask_bgr.shape[:2])
 
 
+@pytest.mark.slow
 def test_inference_writes_mask_and_overlay_per_image(checkpoint, inferred):
     names = sorted(p.name for p in inferred.iterdir())
     stems = sorted(p.rsplit('/', 1)[1][:-4] for p in checkpoint['expected'])
@@ -102,6 +103,7 @@ def test_inference_writes_mask_and_overlay_per_image(checkpoint, inferred):
                            [f'{s}_overlay.png' for s in stems])
 
 
+@pytest.mark.slow
 def test_inference_equals_the_models_own_prediction(checkpoint, inferred):
     classes_seen = set()
     for img_path, expected in checkpoint['expected'].items():

@@ -21,7 +21,7 @@ from mmpsp.engine.checks import load_checkpoint_checked
 from mmpsp.models.decode_heads.fcn_head import FCNHead
 from mmpsp.models.decode_heads.psp_head import PSPHead
 
-REUSE_DIR = Path(__file__).resolve().parents[1] / 'configs' / 'reuse'
+REUSE_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'reuse'
 REUSE_CONFIGS = sorted(REUSE_DIR.glob('*.py'))
 # Small crops keep a training step on CPU within a second or two; the
 # configs themselves train at 512x512.
@@ -112,6 +112,7 @@ def _mmseg_script(name: str) -> Path:
     return Path(mmseg.__file__).parent / '.mim' / 'tools' / name
 
 
+@pytest.mark.slow
 def test_mmseg_train_script_runs_reuse_config(tmp_path, repo_root):
     """mmseg's tools/train.py, unchanged: custom_imports imports mmpsp when
     the config is read, before mmseg.models is imported."""
@@ -164,6 +165,7 @@ def test_mmseg_train_script_runs_reuse_config(tmp_path, repo_root):
     assert 'do not match exactly' not in log  # mmengine's partial-load note
 
 
+@pytest.mark.slow
 def test_mmseg_test_script_runs_mmpsp_config(tmp_path, repo_root):
     """mmseg's tools/test.py with a plain mmpsp config
     (``default_scope='mmpsp'``): mmengine imports mmpsp.registry when it

@@ -4,21 +4,27 @@ channels, 48x48 crops, a few iterations, no loader workers), plus the
 library pieces behind their options (``--resume``, ``--amp``, SyncBN on
 CPU) called directly.
 
-The helpers here are shared with test_dist.py and test_resume.py.
+The tiny dataset, config and tool runner come from data_factories.py.
 """
-import argparse
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config, DictAction
+from data_factories import (
+    CONFIG,
+    IMG_H,
+    IMG_W,
+    TOOLS,
+    metrics_of,
+    run_tool,
+    tiny_options,
+    write_camvid,
+)
+from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
@@ -33,120 +39,6 @@ from mmpsp.apis import (
 from mmpsp.engine import BF16AutocastOptimWrapper, ConfigCheckError
 from mmpsp.engine.checks.config_check import check_class_counts
 from mmpsp.engine.hooks.iteration_seed_hook import iteration_seed
-
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'
-TOOLS = REPO / 'tools'
-IMG_H, IMG_W = 60, 80
-CROP = 48
-METRIC_LINE = re.compile(r'^aAcc: ([\d.]+) mIoU: ([\d.]+) mAcc: ([\d.]+)$',
-                         re.M)
-
-
-def write_camvid(root: Path, n_train: int = 4, n_val: int = 2) -> Path:
-    """Write a tiny dataset in CamVid's layout: horizontal bands of classes
-    (sky, building, road), a void (11) strip and random class rows."""
-    rng = np.random.default_rng(0)
-    palette = rng.integers(0, 255, (12, 3))
-    for split, n in (('train', n_train), ('val', n_val)):
-        (root / 'images' / split).mkdir(parents=True, exist_ok=True)
-        (root / 'annotations' / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            label = np.full((IMG_H, IMG_W), 3, np.uint8)
-            label[:IMG_H // 3] = 0
-            label[IMG_H // 3:2 * IMG_H // 3] = 1
-            label[rng.integers(0, IMG_H, 4)] = rng.integers(0, 11)
-            label[:, :6] = 11
-            noise = rng.normal(0, 12, (IMG_H, IMG_W, 3))
-            image = np.clip(palette[label] + noise, 0, 255).astype(np.uint8)
-            cv2.imwrite(str(root / 'images' / split / f'f{i}.jpg'), image)
-            cv2.imwrite(str(root / 'annotations' / split / f'f{i}.png'),
-                        label)
-    return root
-
-
-def tiny_options(data_root: Path,
-                 max_iters: int = 2,
-                 interval: int = 2,
-                 image_scale: Sequence[int] = (IMG_W, IMG_H)) -> List[str]:
-    """``--cfg-options`` that shrink the CamVid config to seconds on CPU."""
-    scale = f'({image_scale[0]},{image_scale[1]})'
-    options = [
-        'train_dataloader.batch_size=2',
-        f'train_dataloader.dataset.pipeline.2.scale={scale}',
-        f'train_dataloader.dataset.pipeline.3.crop_size=({CROP},{CROP})',
-        f'model.data_preprocessor.size=({CROP},{CROP})',
-        'model.backbone.stem_channels=8', 'model.backbone.base_channels=8',
-        'model.decode_head.in_channels=64', 'model.decode_head.channels=8',
-        'model.auxiliary_head.in_channels=32',
-        'model.auxiliary_head.channels=8',
-        f'train_cfg.max_iters={max_iters}',
-        f'train_cfg.val_interval={max_iters}',
-        f'param_scheduler.0.end={max_iters}',
-        f'default_hooks.checkpoint.interval={interval}',
-        'default_hooks.logger.interval=1',
-        'randomness.seed=0',
-    ]
-    for split in ('train', 'val', 'test'):
-        options += [f'{split}_dataloader.dataset.data_root={data_root}',
-                    f'{split}_dataloader.num_workers=0']
-    for split in ('val', 'test'):
-        options.append(f'{split}_dataloader.dataset.pipeline.1.scale={scale}')
-    return options
-
-
-def options_dict(options: Sequence[str]) -> Dict:
-    """Parse ``key=value`` strings the way ``--cfg-options`` does."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args(['--cfg-options', *options]).cfg_options
-
-
-def tiny_config_file(path: Path, data_root: Path, work_dir: Path,
-                     custom_imports: Optional[List[str]] = None,
-                     custom_hooks: Optional[List[dict]] = None,
-                     **kwargs) -> Path:
-    """Dump the shrunk CamVid config as one standalone file at ``path``."""
-    cfg = Config.fromfile(str(CONFIG))
-    cfg.merge_from_dict(options_dict(tiny_options(data_root, **kwargs)))
-    cfg.work_dir = str(work_dir)
-    if custom_imports:
-        cfg.custom_imports = dict(imports=custom_imports,
-                                  allow_failed_imports=False)
-    if custom_hooks:
-        # After the config's own hooks (mmpsp.SpeedLeversHook).
-        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + custom_hooks
-    cfg.dump(str(path))
-    return path
-
-
-def run_tool(args: Sequence[str],
-             env: Optional[Dict[str, str]] = None,
-             expect_rc: int = 0,
-             timeout: int = 300) -> str:
-    """Run a tool from the repository root; return stdout + stderr."""
-    proc = subprocess.run(
-        [str(a) for a in args],
-        cwd=REPO,
-        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable,
-                 **(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == expect_rc, out[-4000:]
-    return out
-
-
-def metrics_of(output: str) -> List[float]:
-    """The ``aAcc mIoU mAcc`` figures tools/test.py prints (last line)."""
-    found = METRIC_LINE.findall(output)
-    assert found, output[-3000:]
-    return [float(v) for v in found[-1]]
-
-
-def load_state(path: Path) -> Dict[str, torch.Tensor]:
-    return torch.load(str(path), map_location='cpu')['state_dict']
 
 
 @pytest.fixture(scope='module')
@@ -171,6 +63,7 @@ def trained(camvid_tiny, tmp_path_factory) -> Path:
     return checkpoint
 
 
+@pytest.mark.slow
 def test_train_saves_a_loadable_checkpoint(trained):
     checkpoint = torch.load(str(trained), map_location='cpu')
     assert checkpoint['meta']['iter'] == 2
@@ -182,6 +75,7 @@ def test_train_saves_a_loadable_checkpoint(trained):
                if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_test_prints_miou_and_saves_outputs(trained, camvid_tiny, tmp_path):
     out_dir, show_dir = tmp_path / 'pred', tmp_path / 'show'
     out = run_tool([
@@ -201,6 +95,7 @@ def test_test_prints_miou_and_saves_outputs(trained, camvid_tiny, tmp_path):
     assert len(list(show_dir.rglob('*.png'))) == 2
 
 
+@pytest.mark.slow
 def test_test_with_tta(trained, camvid_tiny, tmp_path):
     out = run_tool([
         sys.executable, TOOLS / 'test.py', CONFIG, trained, '--tta',
@@ -214,6 +109,7 @@ def test_test_with_tta(trained, camvid_tiny, tmp_path):
     assert used.test_dataloader.dataset.pipeline[1].type == 'TestTimeAug'
 
 
+@pytest.mark.slow
 def test_camvid_real_data_amp(camvid_root, tmp_path):
     """A few bf16-autocast iterations on the real CamVid, then validation
     on its first 10 frames."""
@@ -377,6 +273,7 @@ def test_config_resume_true_without_checkpoint_also_warns(tmp_path):
     assert resolve_resume(cfg, None) is None and cfg.resume is False
 
 
+@pytest.mark.slow
 def test_train_fails_early_when_pretrained_weights_are_missing(tmp_path):
     missing = tmp_path / 'resnet18_v1c.pth'
     config = tmp_path / 'pretrained.py'

@@ -8,13 +8,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from data_factories import REPO
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmpsp.datasets import CamVidDataset
 from mmpsp.registry import DATASETS, METRICS
 
-DATASET_DIR = (Path(__file__).resolve().parents[1] / 'configs' / '_base_' /
+DATASET_DIR = (REPO / 'configs' / '_base_' /
                'datasets')
 H, W = 24, 32
 

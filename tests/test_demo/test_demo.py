@@ -31,6 +31,7 @@ def demo_out(repo_root, tmp_path_factory):
     return out, proc.stdout
 
 
+@pytest.mark.slow
 def test_demo_writes_data_in_mmseg_layout(demo_out):
     out, _ = demo_out
     for folder in ('images', 'annotations'):
@@ -38,6 +39,7 @@ def test_demo_writes_data_in_mmseg_layout(demo_out):
             assert len(os.listdir(out / 'data' / folder / split)) == 4
 
 
+@pytest.mark.slow
 def test_demo_tables_have_every_class_for_both_models(demo_out):
     out, stdout = demo_out
     with open(out / 'results.json') as f:
@@ -58,6 +60,7 @@ def test_demo_tables_have_every_class_for_both_models(demo_out):
     assert 'PSPNet: mIoU' in stdout and 'FCN: mIoU' in stdout
 
 
+@pytest.mark.slow
 def test_demo_miou_matches_the_runner_validation(demo_out):
     """The table's mIoU is IoUMetric's, from the same last-iteration model."""
     out, _ = demo_out
@@ -76,6 +79,7 @@ def test_demo_miou_matches_the_runner_validation(demo_out):
             curves['miou'][-1], abs=0.011)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['curves.png', 'predictions.png'])
 def test_demo_figures_are_images(demo_out, name):
     out, _ = demo_out

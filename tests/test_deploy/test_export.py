@@ -162,6 +162,7 @@ def test_onnx_mask_output(small_model, tmp_path):
     assert mask.max() < 11
 
 
+@pytest.mark.slow
 def test_tool_exports_r18_d8_at_512(repo_root, small_model, tmp_path):
     checkpoint = tmp_path / 'r18.pth'
     torch.save(
@@ -191,6 +192,7 @@ def test_tool_exports_r18_d8_at_512(repo_root, small_model, tmp_path):
     assert not ops & {'AdaptiveAveragePool', 'GlobalAveragePool'}
 
 
+@pytest.mark.slow
 def test_tool_rejects_dynamic_shapes(repo_root, small_model, tmp_path):
     checkpoint = tmp_path / 'r18.pth'
     torch.save(dict(state_dict=small_model.state_dict()), checkpoint)
@@ -215,6 +217,7 @@ def export_at_64(repo_root, checkpoint, out) -> subprocess.CompletedProcess:
         cwd=repo_root, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_tool_rejects_checkpoint_for_other_classes(repo_root, small_model,
                                                    tmp_path):
     state_dict = dict(small_model.state_dict())
@@ -230,6 +233,7 @@ def test_tool_rejects_checkpoint_for_other_classes(repo_root, small_model,
     assert not (tmp_path / 'x.onnx').exists()
 
 
+@pytest.mark.slow
 def test_tool_names_a_truncated_checkpoint(repo_root, small_model,
                                            tmp_path):
     whole = tmp_path / 'whole.pth'

@@ -235,6 +235,7 @@ def _run_test_tool(repo_root: Path, config: Path, checkpoint: Path,
         cwd=repo_root, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_tools_test_loads_mmseg_checkpoint(setup, repo_root):
     out = setup['tmp'] / 'pred'
     run = _run_test_tool(repo_root, setup['config'], setup['old_style'],
@@ -246,6 +247,7 @@ def test_tools_test_loads_mmseg_checkpoint(setup, repo_root):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_tools_test_refuses_class_mismatch(setup, repo_root):
     config = _write_config(
         setup['tmp'] / 'pspnet_tiny_checked.py', repo_root,

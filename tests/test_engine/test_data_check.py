@@ -13,59 +13,20 @@ from typing import Dict, Optional
 
 import numpy as np
 import pytest
+from data_factories import (
+    NUM,
+    PALETTE,
+    REPO,
+    dataset_cfg,
+    label_map,
+    write_dataset,
+)
 from mmengine.config import Config
 from PIL import Image
 
 from mmpsp.engine import ConfigCheckError, DataCheckError, check_dataset
 
-TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'check_dataset.py'
-CLASSES = ('sky', 'road', 'car', 'tree', 'person')
-PALETTE = [[128, 128, 128], [128, 64, 128], [64, 0, 128], [128, 128, 0],
-           [220, 20, 60]]
-NUM = len(CLASSES)
-H, W = 20, 24
-
-
-def label_map(seed: int, low: int = 0, high: int = NUM) -> np.ndarray:
-    """A (H, W) uint8 label map with every value in [low, high)."""
-    rng = np.random.default_rng(seed)
-    lab = rng.integers(low, high, size=(H, W), dtype=np.uint8)
-    lab.flat[:high - low] = np.arange(low, high)
-    return lab
-
-
-def write_dataset(root: Path, n: int = 4, split: str = 'train') -> Path:
-    """Write ``n`` clean image/label pairs under ``root``."""
-    img_dir = root / 'images' / split
-    ann_dir = root / 'annotations' / split
-    img_dir.mkdir(parents=True, exist_ok=True)
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        img = rng.integers(0, 255, size=(H, W, 3), dtype=np.uint8)
-        Image.fromarray(img).save(img_dir / f'f{i}.png')
-        Image.fromarray(label_map(i)).save(ann_dir / f'f{i}.png')
-    return root
-
-
-def dataset_cfg(root: Path, split: str = 'train', **kwargs) -> dict:
-    ds = dict(
-        type='BaseSegDataset',
-        data_root=str(root),
-        data_prefix=dict(
-            img_path=f'images/{split}', seg_map_path=f'annotations/{split}'),
-        img_suffix='.png',
-        seg_map_suffix='.png',
-        metainfo=dict(classes=CLASSES, palette=PALETTE),
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations'),
-            dict(type='PackSegInputs')
-        ])
-    ds.update(kwargs)
-    return ds
-
-
+TOOL = REPO / 'tools' / 'check_dataset.py'
 def write_config(root: Path,
                  path: Path,
                  num_classes: int = NUM,
@@ -297,6 +258,7 @@ def test_sampling_is_bounded(tmp_path):
         check_dataset(cfg, split='val')
 
 
+@pytest.mark.slow
 def test_tool_subprocess_exit_status(tmp_path, repo_root):
     root = write_dataset(tmp_path / 'data')
     bad = out_of_range(root)

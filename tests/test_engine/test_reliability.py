@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_factories import CLASSES, REPO, dataset_cfg, label_map, write_dataset
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import find_latest_checkpoint
 from PIL import Image
-from test_check_dataset import CLASSES, dataset_cfg, label_map, write_dataset
 
 from mmpsp.apis import run_train
 from mmpsp.engine import (
@@ -33,7 +33,6 @@ from mmpsp.engine.hooks.atomic_checkpoint_hook import FILE_MODE, atomic_write
 from mmpsp.registry import HOOKS
 
 NUM = len(CLASSES)
-REPO = Path(__file__).resolve().parents[1]
 RUNTIME = Config.fromfile(str(REPO / 'configs' / '_base_' /
                               'default_runtime.py'))
 DECLARED_HOOK_TYPES = [h['type'] for h in RUNTIME.custom_hooks]
@@ -102,7 +101,8 @@ def tiny_config(root: Path, work_dir: Path, max_iters: int = 6,
         # tests compare a run made in this process with one that
         # tools/train.py makes in a subprocess; with NHWC convolutions on
         # CPU the two differ in the last bits (contiguous ones agree).
-        # tests/test_resume.py shows resume itself exact with channels_last.
+        # tests/test_engine/test_resume.py shows resume itself exact with
+        # channels_last.
         custom_hooks=[
             dict(h, channels_last=False) if 'SpeedLevers' in h['type'] else h
             for h in copy.deepcopy(RUNTIME.custom_hooks)
@@ -287,6 +287,7 @@ CRASH_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_crash_while_saving_then_resume_matches_uninterrupted(
         data, tmp_path):
     # Uninterrupted reference: 6 iterations, checkpoints at 2, 4, 6.
@@ -324,6 +325,7 @@ def test_crash_while_saving_then_resume_matches_uninterrupted(
     assert not list(work.glob('.*.tmp'))  # the torn file is cleaned up
 
 
+@pytest.mark.slow
 def test_failing_rank_ends_the_job(data, tmp_path):
     # Rank r reads samples r, r+2, ... (no shuffle): only rank 1 reads f1.
     bad = data / 'annotations' / 'train' / 'f1.png'
@@ -349,6 +351,7 @@ def test_failing_rank_ends_the_job(data, tmp_path):
     assert not list((tmp_path / 'w').glob('iter_20.pth'))
 
 
+@pytest.mark.slow
 def test_failing_process_exits_despite_live_thread(tmp_path):
     # A non-daemon thread (a logger, a prefetcher) keeps Python alive after
     # an uncaught exception; under a launcher the peers then wait for it.
@@ -368,6 +371,7 @@ def test_failing_process_exits_despite_live_thread(tmp_path):
     assert 'rank 1 failed with ValueError' in proc.stderr
 
 
+@pytest.mark.slow
 def test_slurm_launcher_gets_fail_fast_before_world_size_exists(tmp_path):
     # srun exports SLURM_NTASKS, not WORLD_SIZE, when the entry point
     # adapts the config to the machine.

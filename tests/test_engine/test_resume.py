@@ -8,13 +8,19 @@ only matches if torch's random stream is the same after the restart
 """
 import sys
 import textwrap
-from pathlib import Path
 
+import pytest
 import torch
-from test_tools import TOOLS, run_tool, tiny_config_file, write_camvid
+from data_factories import (
+    REPO,
+    TOOLS,
+    run_tool,
+    tiny_config_file,
+    write_camvid,
+)
 
-BENCHMARK = (Path(__file__).resolve().parents[1] / 'tools' /
-             'analysis_tools' / 'benchmark.py')
+pytestmark = pytest.mark.slow
+BENCHMARK = REPO / 'tools' / 'analysis_tools' / 'benchmark.py'
 
 KILL_HOOK = textwrap.dedent('''
     import os

@@ -2,10 +2,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from data_factories import REPO
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from mmseg_reference import build_pspnet_pair
@@ -14,7 +14,7 @@ from speed_benchmark import make_batch
 from mmpsp.models.decode_heads import FCNHead, PSPHead
 from mmpsp.models.losses.head_loss import pixel_accuracy
 
-BENCHMARK = (Path(__file__).resolve().parents[1] / 'tools' /
+BENCHMARK = (REPO / 'tools' /
              'analysis_tools' / 'benchmark.py')
 
 
@@ -150,6 +150,7 @@ def test_mmpsp_train_step_loss_equals_mmseg(r18_pair):
                                    atol=1e-5)
 
 
+@pytest.mark.slow
 def test_benchmark_tool_cpu_smoke(tmp_path, repo_root):
     out = tmp_path / 'rows.json'
     proc = subprocess.run(
@@ -220,6 +221,7 @@ def test_add_speed_levers_and_compile_flag():
         head.forward, '_torchdynamo_orig_callable')
 
 
+@pytest.mark.slow
 def test_benchmark_data_pipeline_on_camvid(camvid_root, repo_root):
     proc = subprocess.run(
         [sys.executable, str(BENCHMARK), '--data',
@@ -291,7 +293,7 @@ def test_pin_memory_only_with_cuda(monkeypatch):
 
     # The dataset bases declare pinned loaders.
     declared = Config.fromfile(
-        str(Path(__file__).resolve().parents[1] / 'configs' / '_base_' /
+        str(REPO / 'configs' / '_base_' /
             'datasets' / 'camvid.py'))
     assert declared.train_dataloader.pin_memory is True
     assert declared.val_dataloader.pin_memory is True
