@@ -241,3 +241,36 @@ def test_launch_script_without_python_on_path(tmp_path):
         text=True, timeout=120)
     assert result.returncode == 2
     assert "no Python interpreter 'python'" in result.stderr
+
+
+def test_metafile_lists_every_pspnet_config():
+    import yaml
+    from mmengine.config.utils import _get_cfg_metainfo
+
+    index = yaml.safe_load((REPO / 'model-index.yml').read_text())
+    assert index['Import'] == ['configs/pspnet/metafile.yaml']
+    meta = yaml.safe_load(
+        (REPO / 'configs' / 'pspnet' / 'metafile.yaml').read_text())
+    listed = [model['Config'] for model in meta['Models']]
+    expected = sorted(
+        p.relative_to(REPO).as_posix()
+        for pattern in ('pspnet_*.py', 'reuse/pspnet_*.py')
+        for p in (REPO / 'configs').glob(pattern))
+    assert sorted(listed) == expected
+    assert all(model['In Collection'] == 'PSPNet' for model in meta['Models'])
+    # Figures marked as mmseg's are those of the mmseg model they name.
+    import mmseg
+    theirs = yaml.safe_load((Path(mmseg.__file__).parent / '.mim' / 'configs'
+                             / 'pspnet' / 'metafile.yaml').read_text())
+    theirs = {model['Name']: model for model in theirs['Models']}
+    copied = [m for m in meta['Models']
+              if m['Metadata'].get('Results From', '').startswith('mmseg')]
+    assert len(copied) >= 10
+    for model in copied:
+        name = model['Metadata']['Results From'].split('model ')[1].split()[0]
+        assert model['Results'] == theirs[name]['Results'], model['Name']
+        assert model['Weights'] == theirs[name]['Weights'], model['Name']
+    # Read the way mmengine reads an installed package's model index.
+    info = _get_cfg_metainfo(str(Path(mim_dir()).parent),
+                             'pspnet_r50-d8_ade20k.py')
+    assert info['Config'] == 'configs/pspnet_r50-d8_ade20k.py'
