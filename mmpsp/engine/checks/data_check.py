@@ -39,6 +39,21 @@ MAX_EXAMPLES = 3
 # PIL modes that mmseg's loader turns into one label channel.
 SINGLE_CHANNEL_MODES = ('L', 'P', '1')
 WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I', 'F')
+# EXIF tag 274 (Orientation) values and what a viewer does with them.
+EXIF_ORIENTATION = 0x0112
+ORIENTATIONS = {
+    2: 'mirrored', 3: 'rotated 180', 4: 'flipped upside down',
+    5: 'mirrored and rotated 90', 6: 'rotated 90 clockwise',
+    7: 'mirrored and rotated 270', 8: 'rotated 90 counter-clockwise'
+}
+# Orientations that swap width and height.
+TRANSPOSING = (5, 6, 7, 8)
+# LoadImageFromFile colour types whose decoding (cv2 and pillow) applies
+# the EXIF orientation; '*_ignore_orientation' and 'unchanged' do not.
+ORIENTING_COLOR_TYPES = ('color', 'grayscale')
+# A sample this large that shows every label value 0..N-1 and never N is
+# evidence (not proof) that labels are 0-based.
+MIN_SAMPLES_FOR_ABSENCE = 32
 
 
 class DataCheckError(ConfigCheckError):
@@ -158,6 +173,35 @@ def _decode_image(path: str) -> Tuple[int, int]:
         return img.size
 
 
+def _read_header(path: str) -> Tuple[Tuple[int, int], int]:
+    """``(width, height)`` as stored and the EXIF orientation (1: none).
+
+    Reads only the file header (and the EXIF block), not the pixels.
+    """
+    with Image.open(path) as img:
+        try:
+            orientation = int(img.getexif().get(EXIF_ORIENTATION, 1))
+        except (TypeError, ValueError):
+            orientation = 1
+        return img.size, orientation
+
+
+def _loader_applies_orientation(dataset) -> Tuple[bool, str]:
+    """Whether the pipeline's ``LoadImageFromFile`` applies EXIF rotation.
+
+    Returns:
+        tuple: The answer and the ``color_type`` it is based on.
+    """
+    transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms',
+                         None) or []
+    for transform in transforms:
+        color_type = getattr(transform, 'color_type', None)
+        if type(transform).__name__.startswith('LoadImage') and isinstance(
+                color_type, str):
+            return color_type in ORIENTING_COLOR_TYPES, color_type
+    return True, 'color'
+
+
 def _effective_labels(raw: np.ndarray, reduce_zero_label: bool,
                       label_map: Optional[Dict[int, int]]) -> np.ndarray:
     """Apply what ``LoadAnnotations`` does to 8-bit label values.
@@ -232,6 +276,11 @@ class _DatasetChecker:
             getattr(dataset, 'reduce_zero_label', False))
         self.label_map = getattr(dataset, 'label_map', None)
         self.raw_values: Set[int] = set()
+        self.num_decoded_labels = 0
+        # The first decoded label file holding each raw value.
+        self.value_files: Dict[int, str] = {}
+        self.unreadable: Set[str] = set()
+        self.orients, self.color_type = _loader_applies_orientation(dataset)
 
     def _key(self, name: str) -> str:
         return f'{self.split}_dataloader.dataset.{name}'
@@ -239,6 +288,7 @@ class _DatasetChecker:
     def corrupt(self, path: str, err: Exception) -> None:
         message = (f'cannot decode {path}: {err}; re-export or delete the '
                    'file (and its image/label partner)')
+        self.unreadable.add(path)
         if self.on_corrupt == 'stop':
             raise DataCheckError(
                 f'{message}. Run tools/check_dataset.py with '
@@ -258,6 +308,100 @@ class _DatasetChecker:
                     'labels (same stem, suffix '
                     f'{self.dataset.seg_map_suffix!r}) or remove the images',
                     info['img_path'])
+
+    def check_headers(self, data_list: List[dict]) -> None:
+        """Every listed file: does it exist, do image and label sizes fit.
+
+        Reads file headers only (no pixels), so it covers the whole
+        dataset: a missing file listed by ``ann_file`` would otherwise be a
+        ``FileNotFoundError`` hours into training, a size mismatch a crash
+        in a crop. Sizes are compared as the pipeline will see them: with
+        the image's EXIF orientation applied when its
+        ``LoadImageFromFile`` does (``color_type='color'``, the default;
+        labels are read as stored).
+        """
+        for info in data_list:
+            img_path, seg_path = info['img_path'], info.get('seg_map_path')
+            if not osp.isfile(img_path):
+                self.issues.add(
+                    'missing-image-file', 'listed images that do not '
+                    'exist (training would stop at a FileNotFoundError '
+                    'when it reaches them); restore the files, or remove '
+                    'them from the ann_file', img_path)
+                continue
+            if seg_path is None or not osp.isfile(seg_path):
+                continue
+            try:
+                img_size, orientation = _read_header(img_path)
+            except (OSError, ValueError, SyntaxError) as err:
+                self.corrupt(img_path, err)
+                continue
+            try:
+                label_size, _ = _read_header(seg_path)
+            except (OSError, ValueError, SyntaxError) as err:
+                self.corrupt(seg_path, err)
+                continue
+            if orientation in ORIENTATIONS and self.orients:
+                self._check_orientation(img_path, seg_path, img_size,
+                                        label_size, orientation)
+            elif img_size != label_size:
+                self._size_issue(img_path, seg_path, img_size, label_size)
+
+    def _size_issue(self, img_path: str, seg_path: str,
+                    img_size: Tuple[int, int],
+                    label_size: Tuple[int, int]) -> None:
+        self.issues.add(
+            'size', f'image and label sizes differ (image {img_size}, '
+            f'label {label_size}, as width x height) for {img_path}; '
+            'resize the label with nearest-neighbour or re-export the '
+            'pair', seg_path)
+
+    def _check_orientation(self, img_path: str, seg_path: str,
+                           stored: Tuple[int, int],
+                           label_size: Tuple[int, int],
+                           orientation: int) -> None:
+        """An EXIF-oriented image: which grid were its labels drawn on?"""
+        upright = stored[::-1] if orientation in TRANSPOSING else stored
+        what = (f'EXIF orientation {orientation} '
+                f'({ORIENTATIONS[orientation]})')
+        load = (f"LoadImageFromFile (color_type={self.color_type!r}) "
+                'applies it, LoadAnnotations reads labels as stored')
+        keep_upright = ('export the images upright (pixels rotated, tag '
+                        'removed) so that every tool sees the same grid')
+        ignore = ("set color_type='color_ignore_orientation' in the "
+                  'LoadImageFromFile of every pipeline (train, val, test, '
+                  'tta), or strip the tag from the images (e.g. exiftool '
+                  '-Orientation= -n FILE)')
+        if label_size == upright and upright != stored:
+            self.issues.add(
+                'exif-upright',
+                f'images carry an {what} and their labels match the '
+                f'upright view: {load}, so they line up and train '
+                'correctly. Keep the default color_type; do not set '
+                "'color_ignore_orientation'. Better: " + keep_upright,
+                seg_path, severity='warning')
+        elif label_size == stored and upright != stored:
+            self.issues.add(
+                'exif-orientation',
+                f'images carry an {what}: {load}, so the image loads as '
+                f'{upright} (width x height) while its label, drawn on '
+                f'the stored {stored} grid, stays {label_size}; training '
+                'would crash in a crop or learn misaligned masks. If the '
+                'labels were drawn on the stored grid (they have its '
+                'size), ' + ignore + '; if they were drawn on the upright '
+                'view, rotate the label files the same way', img_path)
+        elif label_size == stored:
+            self.issues.add(
+                'exif-orientation',
+                f'images carry an {what}: {load}; the sizes cannot tell '
+                'which view the labels were drawn on, and on the wrong '
+                'one every mask trains mirrored or rotated against its '
+                'image. If the labels were drawn on the stored pixels, '
+                + ignore + '; if they were drawn on the upright view, '
+                'keep the default color_type and ' + keep_upright,
+                img_path)
+        else:
+            self._size_issue(img_path, seg_path, upright, label_size)
 
     def check_orphan_labels(self, data_list: List[dict]) -> None:
         """Labels whose image is missing shrink the dataset silently."""
@@ -282,25 +426,22 @@ class _DatasetChecker:
 
     def check_sample(self, info: dict) -> None:
         img_path, seg_path = info['img_path'], info.get('seg_map_path')
+        if img_path in self.unreadable or not osp.isfile(img_path):
+            return
         try:
-            img_size = _decode_image(img_path)
+            _decode_image(img_path)
         except (OSError, ValueError, SyntaxError) as err:
             self.corrupt(img_path, err)
             return
-        if seg_path is None or not osp.isfile(seg_path):
+        if (seg_path is None or not osp.isfile(seg_path)
+                or seg_path in self.unreadable):
             return
         try:
             label, img = _read_label(seg_path)
         except (OSError, ValueError, SyntaxError) as err:
             self.corrupt(seg_path, err)
             return
-        if img.size != img_size:
-            self.issues.add(
-                'size', f'image and label sizes differ (image {img_size}, '
-                f'label {img.size}, as width x height) for {img_path}; '
-                'resize the label with nearest-neighbour or re-export the '
-                'pair', seg_path)
-            return
+        self.num_decoded_labels += 1
         if not self._check_mode(img, label, seg_path):
             return
         values = np.unique(label)
@@ -309,6 +450,8 @@ class _DatasetChecker:
                                      self.meta.get('palette'))
             if problem:
                 self.issues.add('palette', problem, seg_path)
+        for value in values.tolist():
+            self.value_files.setdefault(value, seg_path)
         self.raw_values.update(values.tolist())
         self._check_values(values, seg_path)
 
@@ -382,26 +525,71 @@ class _DatasetChecker:
         """Warn if ``reduce_zero_label=True`` leaves the last class empty.
 
         With ``reduce_zero_label=True`` raw value N is the last class. If
-        no label in the whole dataset holds N, the labels are probably
-        0-based: class 0 then trains as ignore and every other class one
-        index too low.
+        no label holds N, the labels are probably 0-based: class 0 then
+        trains as ignore and every other class one index too low. The
+        warning needs the whole split, or a sample of at least
+        :data:`MIN_SAMPLES_FOR_ABSENCE` labels that shows every value
+        0..N-1: a small sample cannot show that a value is absent.
 
         Args:
-            complete (bool): Whether every sample was checked; a sample
-                cannot show that a value is absent.
+            complete (bool): Whether every sample was checked.
         """
         n = self.num_classes
-        if (not self.reduce_zero_label or not complete
-                or not self.raw_values or n in self.raw_values):
+        if (not self.reduce_zero_label or not self.raw_values
+                or n in self.raw_values):
             return
         real = sorted(self.raw_values - {255, self.ignore_index})
+        if not complete and (self.num_decoded_labels < MIN_SAMPLES_FOR_ABSENCE
+                             or real != list(range(n))):
+            return
+        seen = ('no label holds' if complete else
+                f'none of the {self.num_decoded_labels} labels checked '
+                'holds')
+        last = (f' {self.classes[n - 1]!r}'
+                if len(self.classes) >= n else '')
         self.issues.add(
             'reduce-zero-label-unused',
-            f'reduce_zero_label=True but no label holds {n} (the last '
-            f'class if classes are 1..{n}); values '
-            f'seen: {real}. If the labels are 0-based, set '
-            f"{self._key('reduce_zero_label')}=False",
+            f'reduce_zero_label=True but {seen} {n} (the last class'
+            f'{last} if classes are 1..{n}); values seen: {real}. If the '
+            'labels are 0-based (0 is a class), set '
+            f"{self._key('reduce_zero_label')}=False (for every split): "
+            'with True, class 0 is ignored and every other class trains '
+            'one index too low. If 0 means \'other\' and classes are '
+            f'1..{n}, keep True: class {n - 1}{last} then has no pixels '
+            'and is never learned; label it or drop it from the classes',
             severity='warning')
+
+    def check_label_map_after_reduction(self) -> None:
+        """A ``label_map`` key for a raw value that the reduction moved.
+
+        ``LoadAnnotations`` applies ``reduce_zero_label`` first and
+        ``label_map`` second. A map that names a raw void value (CamVid's
+        ``{11: 255}``) then sees 11 only where the raw label was 12: raw 11
+        trains as class 10 instead of being ignored, class 0 is ignored
+        and every class shifts by one. That contradiction is an error
+        with the first decoded label that holds the value.
+        """
+        if not self.reduce_zero_label or not self.label_map:
+            return
+        n = self.num_classes
+        for old, new in sorted(self.label_map.items()):
+            if old < n or old not in self.raw_values or (
+                    old + 1) in self.raw_values:
+                continue
+            cls = (f' {self.classes[old - 1]!r}'
+                   if 0 < old <= len(self.classes) else '')
+            self.issues.add(
+                'reduce-zero-label-label-map',
+                f'reduce_zero_label=True and label_map maps {old} -> '
+                f'{new}, but the labels hold raw value {old}: the '
+                f'reduction runs first and turns it into class {old - 1}'
+                f'{cls}, so the map never applies. If the labels are '
+                f'0-based (0 is a class, {old} marks void; CamVid), set '
+                f"{self._key('reduce_zero_label')}=False (for every "
+                f"split). If 0 means 'other' and classes are 1..{n}, raw "
+                f'{old} is class {old - 1}{cls}: remove {old} from the '
+                'label_map (for a class subset: metainfo classes)',
+                self.value_files.get(old))
 
 
 def _split_dataset_cfg(cfg: Config, split: str) -> ConfigDict:
@@ -466,12 +654,16 @@ def check_dataset(cfg: Config,
                   logger: Optional[MMLogger] = None) -> DataReport:
     """Check the files of one split of a config's dataset.
 
-    Cheap checks (config consistency, empty dataset, images without
-    labels, labels without images) cover every sample; the files of up to
+    Cheap checks cover every sample, always: config consistency, empty
+    dataset, listed images that do not exist, images without labels,
+    labels without images, and, from the file headers alone, image and
+    label sizes and EXIF orientation (as the pipeline's
+    ``LoadImageFromFile`` will apply it). The files of up to
     ``max_samples`` evenly spread samples are decoded and checked for
-    corruption, size mismatch, channel count, bit depth, palette order,
-    label values against ``num_classes``/``ignore_index`` and
-    ``reduce_zero_label``.
+    corruption, channel count, bit depth, palette order, label values
+    against ``num_classes``/``ignore_index``, and the signs of a
+    ``reduce_zero_label`` mistake (a ``label_map`` key the reduction
+    moves; no label holding the last class).
 
     Args:
         cfg (Config): The full config.
@@ -523,6 +715,7 @@ def check_dataset(cfg: Config,
         checker = _DatasetChecker(leaf, split, n, ignore_index, on_corrupt,
                                   logger)
         checker.check_files_exist(data_list)
+        checker.check_headers(data_list)
         checker.check_orphan_labels(data_list)
         checked = 0
         for idx in _sample_indices(len(data_list), max_samples):
@@ -532,6 +725,7 @@ def check_dataset(cfg: Config,
             checker.check_sample(data_list[idx])
             checked += 1
         checker.check_reduce_zero_label_unused(checked == len(data_list))
+        checker.check_label_map_after_reduction()
         report.num_samples += len(data_list)
         report.num_checked += checked
         issues.extend(checker.issues.sorted())
