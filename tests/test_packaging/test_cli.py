@@ -6,6 +6,7 @@ The wheel, installed outside the clone, is tested in
 """
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,25 @@ def test_metafile_lists_every_pspnet_config():
     info = _get_cfg_metainfo(str(Path(mim_dir()).parent),
                              'pspnet_r50-d8_ade20k.py')
     assert info['Config'] == 'configs/pspnet_r50-d8_ade20k.py'
+
+
+@pytest.mark.slow
+def test_dist_train_with_only_python_set(tmp_path):
+    """``tools/dist_train.sh CONFIG 2`` from a shell without the venv on
+    PATH, with only PYTHON pointing at this environment's interpreter."""
+    from data_factories import tiny_config_file, write_camvid
+
+    data = write_camvid(tmp_path / 'camvid')
+    config = tiny_config_file(tmp_path / 'tiny.py', data, tmp_path / 'work')
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    env = dict(PATH=os.defpath, HOME=str(tmp_path), PYTHON=sys.executable,
+               PORT=str(port), OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), '2'],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert 'Iter(train) [2/2]' in out
+    assert (tmp_path / 'work' / 'iter_2.pth').is_file()
