@@ -154,10 +154,14 @@ def test_bad_arguments(kwargs, error, match):
     dict(depth=50, style='tf'),
 ])
 def test_bad_arguments_raise_what_mmseg_code_catches(kwargs):
-    """mmseg asserts on these arguments; its callers catch AssertionError,
-    mmpsp's callers ValueError or MMPSPError: the error is all three."""
+    """mmseg asserts on these arguments (and raises KeyError for a depth);
+    its callers catch that, mmpsp's callers ValueError or MMPSPError: the
+    error is all of them, with mmpsp's message."""
     from mmpsp.utils.errors import MMPSPError
-    for error in (AssertionError, ValueError, MMPSPError):
+    errors = (AssertionError, ValueError, MMPSPError)
+    if kwargs['depth'] == 42:
+        errors = (KeyError, ValueError, MMPSPError)  # mmseg: KeyError
+    for error in errors:
         with pytest.raises(error):
             ResNetV1c(**TINY, **kwargs)
 

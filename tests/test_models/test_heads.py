@@ -257,3 +257,14 @@ def test_batch_1_error_from_the_whole_segmentor():
         logits = segmentor.encode_decode(torch.rand(1, 3, 33, 33),
                                          [sample.metainfo])
     assert logits.shape == (1, 3, 33, 33)
+
+
+@pytest.mark.parametrize('make', [
+    lambda: PSPHead(in_channels=4, channels=2, num_classes=3, pool_scales=1),
+    lambda: FCNHead(in_channels=4, channels=2, num_classes=3, num_convs=-1),
+], ids=['psp-pool_scales', 'fcn-num_convs'])
+def test_bad_arguments_are_also_what_mmseg_asserts(make):
+    """mmseg's heads assert on these; code catching AssertionError (mmseg's
+    own tests do) still catches mmpsp's error, which names the fix."""
+    with pytest.raises(AssertionError, match='must be'):
+        make()

@@ -112,6 +112,10 @@ class Bottleneck(_CheckpointKeepsRunningStats, mmseg_resnet.Bottleneck):
     last_norm_name = 'norm3'
 
 
+class UnknownDepthError(ArgumentError, KeyError):
+    """A depth with no block layout (mmseg raises ``KeyError`` here)."""
+
+
 _HOST_ARGS = frozenset(
     inspect.signature(mmseg_resnet.ResNet.__init__).parameters) - {
         'self', 'depth', 'deep_stem', 'avg_down'}
@@ -204,8 +208,8 @@ class ResNetV1c(mmseg_resnet.ResNet):
                 '(depth, strides, dilations, out_indices, norm_cfg, ...) '
                 'and output_stride')
         if depth not in cls.arch_settings:
-            # mmseg raises KeyError here, whose message prints as a repr.
-            raise ArgumentError(
+            # A KeyError too, as mmseg's; MMPSPError prints it unquoted.
+            raise UnknownDepthError(
                 f'ResNetV1c: depth={depth!r} is not supported; choose one of '
                 f'{sorted(cls.arch_settings)}')
         num_stages = kwargs.get('num_stages', 4)

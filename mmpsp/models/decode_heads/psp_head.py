@@ -12,6 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from mmpsp.registry import MODELS
+from mmpsp.utils.errors import ArgumentError
 
 from ..losses.head_loss import LeanLossMixin
 
@@ -136,15 +137,15 @@ class PSPHead(LeanLossMixin, BaseDecodeHead):
         super().__init__(**kwargs)
         if (not isinstance(pool_scales, (list, tuple)) or not pool_scales
                 or any(not isinstance(s, int) or s < 1 for s in pool_scales)):
-            raise ValueError(
+            raise ArgumentError(
                 f'PSPHead: pool_scales={pool_scales!r} must be a non-empty '
                 'list or tuple of positive ints, e.g. (1, 2, 3, 6)')
         if pool_type not in _POOLS:
-            raise ValueError(
+            raise ArgumentError(
                 f'PSPHead: pool_type={pool_type!r} must be one of '
                 f'{sorted(_POOLS)}')
         if not isinstance(self.in_channels, int):
-            raise ValueError(
+            raise ArgumentError(
                 f'PSPHead: takes one feature map, got in_channels='
                 f'{self.in_channels!r} (input_transform='
                 f'{self.input_transform!r}); set an int in_channels and '
@@ -180,7 +181,7 @@ class PSPHead(LeanLossMixin, BaseDecodeHead):
         if not (dim_reduction and 1 in pool_scales and self.norm_cfg):
             return
         if isinstance(build_norm_layer(self.norm_cfg, 1)[1], _InstanceNorm):
-            raise ValueError(
+            raise ArgumentError(
                 f'PSPHead: norm_cfg={self.norm_cfg!r} normalizes each sample '
                 'over its spatial positions, and the pool scale 1 branch '
                 'has a single one; use BN, SyncBN or GN, or drop 1 from '
