@@ -24,9 +24,8 @@ MMCV_CHOICES = {'lite': 'mmcv', 'full': 'mmcv_full'}
 # holds one alias per top-level config (`mmpsp::pspnet/NAME.py`).
 ALIAS_FOLDER = 'pspnet'
 ALIAS_TEXT = (
-    "# Alias of mmpsp's configs/{name},\n"
-    "# so that it can be named `mmpsp::{folder}/{name}`\n"
-    "# (mmengine's `scope::` syntax needs a folder in the name).\n"
+    "# An alias, so that `mmpsp::{folder}/<this file's name>` resolves:\n"
+    "# mmengine's `scope::` config names need a folder.\n"
     "_base_ = '../{name}'\n")
 
 
