@@ -227,6 +227,48 @@ def draw_every_image(cfg: 'Config',
               f'--cfg-options {key}=N for every N-th)', logger='current')
 
 
+def note_progress(cfg: 'Config', stage: str) -> Optional[str]:
+    """Say up front when the first progress line will show.
+
+    mmengine's ``LoggerHook`` writes a line every ``interval`` iterations
+    (50 in mmpsp's schedules) and every ``interval`` val/test images, so a
+    shorter run or a smaller split shows none until it ends. The run is
+    left as the config declares it; the message names the option that
+    changes it.
+
+    Args:
+        cfg (Config): The full config.
+        stage (str): ``'train'`` or ``'test'``.
+
+    Returns:
+        str, optional: The message logged, None without a logger hook.
+    """
+    from mmengine.logging import print_log
+
+    logger = (cfg.get('default_hooks') or {}).get('logger')
+    if not isinstance(logger, dict):
+        return None
+    interval = logger.get('interval', 10)
+    option = ('--cfg-options default_hooks.logger.interval=N for a line '
+              'every N')
+    if stage == 'train':
+        max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+        if max_iters is not None and max_iters < interval:
+            message = (f'progress: train_cfg.max_iters={max_iters} is less '
+                       f'than the log interval {interval}, so no training '
+                       f'line will show; pass {option}')
+        else:
+            message = (f'progress: a training line every {interval} '
+                       f'iterations, the first at iteration {interval}; '
+                       f'validation and test every {interval} images; '
+                       f'pass {option}')
+    else:
+        message = (f'progress: a line every {interval} test images, then '
+                   f'the metrics; pass {option}')
+    print_log(message, logger='current')
+    return message
+
+
 def train(args: argparse.Namespace) -> None:
     """Run ``mmpsp train`` / ``tools/train.py`` with parsed arguments."""
     from mmpsp.apis.launch import set_local_rank
@@ -247,6 +289,7 @@ def train(args: argparse.Namespace) -> None:
     if args.no_chunked_loss:
         from mmpsp.models.losses import set_chunked_loss
         set_chunked_loss(cfg, False, reason='--no-chunked-loss')
+    note_progress(cfg, 'train')
     run_train(cfg)
 
 
@@ -273,6 +316,7 @@ def test(args: argparse.Namespace) -> Dict[str, float]:
         set_data_root(cfg, args.data_root)
     if args.show_dir:
         draw_every_image(cfg, args.cfg_options)
+    note_progress(cfg, 'test')
     metrics = run_test(cfg)
     if is_main_process():
         print(' '.join(f'{name}: {value:.2f}'

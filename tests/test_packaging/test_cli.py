@@ -152,6 +152,21 @@ def test_show_dir_draws_every_image_unless_told():
     assert cfg.default_hooks.visualization.interval == 7
 
 
+def test_progress_note_names_the_interval():
+    def config(max_iters):
+        return Config(dict(
+            train_cfg=dict(max_iters=max_iters),
+            default_hooks=dict(logger=dict(type='LoggerHook', interval=50))))
+    short = cli.note_progress(config(30), 'train')
+    assert 'max_iters=30 is less than the log interval 50' in short
+    assert 'default_hooks.logger.interval=N' in short
+    long = cli.note_progress(config(6000), 'train')
+    assert 'the first at iteration 50' in long
+    assert 'every 50 test images' in cli.note_progress(config(1), 'test')
+    assert cli.note_progress(Config(dict(default_hooks=dict())),
+                             'train') is None
+
+
 @pytest.mark.parametrize('flags,expected', [
     ('fpu avx2 avx512f avx512_bf16', True), ('fpu amx_bf16', True),
     ('fpu sse4_2 avx2 fma', False), (None, None)])
