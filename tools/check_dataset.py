@@ -7,9 +7,10 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
+from mmpsp.apis.launch import CfgOptionsAction
 from mmpsp.engine import ConfigCheckError, check_dataset
 from mmpsp.engine.checks.data_check import ON_CORRUPT, SPLITS
 
@@ -32,7 +33,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value pairs')
     return parser.parse_args()
 

@@ -22,8 +22,7 @@ import runpy
 import sys
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
-from mmengine.config import DictAction
-
+from mmpsp.apis.launch import CfgOptionsAction
 from mmpsp.utils.config_scope import mim_dir, resolve_config_name
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value pairs, e.g. '
         'train_cfg.max_iters=1000 "model.data_preprocessor.size=(64,64)"')
     parser.add_argument(
@@ -148,7 +147,7 @@ def add_infer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value pairs, e.g. '
         'model.test_cfg.mode=slide')
 

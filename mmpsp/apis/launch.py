@@ -17,11 +17,12 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
+from mmpsp.engine.checks.config_check import config_parse_error
 from mmpsp.utils.config_tree import LOADER_KEYS, walk_dicts
 from mmpsp.utils.errors import MMPSPError
 
@@ -66,7 +67,10 @@ def load_config(config: str,
             'configs/pspnet_r18-d8_camvid-360x480.py')
     if launcher not in LAUNCHERS:
         raise ValueError(f'launcher={launcher!r} is not one of {LAUNCHERS}')
-    cfg = Config.fromfile(config)
+    try:
+        cfg = Config.fromfile(config)
+    except SyntaxError as error:
+        raise config_parse_error(config, error) from None
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -263,6 +267,26 @@ def adapt_to_machine(cfg: Config) -> None:
         f'{launcher} launcher without CUDA: env_cfg.dist_cfg.backend=gloo, '
         'process group started here, model_wrapper_cfg='
         f'{dict(wrapper)}', logger='current')
+
+
+class CfgOptionsAction(DictAction):
+    """``--cfg-options KEY=VALUE ...`` that names an item without ``=``.
+
+    mmengine's ``DictAction`` fails on ``train_cfg.max_iters`` (no value)
+    with ``ValueError: not enough values to unpack`` from inside argparse.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        """Check every item, then parse them as ``DictAction`` does."""
+        for item in values:
+            key, sep, _ = item.partition('=')
+            if not sep or not key:
+                raise argparse.ArgumentError(
+                    self, f'{item!r} is not KEY=VALUE; write e.g. '
+                    f"{(key or 'train_cfg.max_iters')}=1000 (quote values "
+                    'with spaces or brackets: "model.data_preprocessor.'
+                    'size=(64,64)")')
+        super().__call__(parser, namespace, values, option_string)
 
 
 def set_local_rank(local_rank: int) -> None:

@@ -9,6 +9,7 @@ from mmpsp.engine.checks import check_before_run
 from mmpsp.utils.errors import ConfigKeyError
 
 from .launch import adapt_to_machine, load_config
+from .work_dir import check_work_dir
 
 
 def enable_visualization(cfg: Config,
@@ -121,6 +122,9 @@ def build_test_config(config: str,
             f'{osp.abspath(checkpoint)}); pass a .pth written by '
             'tools/train.py, e.g. work_dirs/<config>/iter_6000.pth')
     cfg = load_config(config, cfg_options, work_dir, launcher)
+    check_work_dir(cfg.work_dir)
+    if out is not None:
+        check_work_dir(out, '--out')
     cfg.load_from = checkpoint
     cfg.resume = False
     # Testing needs no training parts. Without them mmseg's visualization

@@ -13,6 +13,7 @@ from mmpsp.engine.checks.checkpoint_check import newest_loadable_checkpoint
 
 from .launch import adapt_to_machine, load_config
 from .run_options import add_speed_levers, enable_amp
+from .work_dir import WorkDirLock, check_work_dir
 
 # ``--resume`` without a path.
 RESUME_LATEST = 'auto'
@@ -137,6 +138,7 @@ def build_train_config(config: str,
         Config: The config, ready for :func:`run_train`.
     """
     cfg = load_config(config, cfg_options, work_dir, launcher)
+    check_work_dir(cfg.work_dir)
     if amp:
         enable_amp(cfg, 'auto' if amp is True else amp)
     add_speed_levers(cfg, channels_last, compile)
@@ -169,6 +171,10 @@ def build_train_runner(cfg: Config) -> Runner:
 def run_train(cfg: Config) -> nn.Module:
     """Train a config: :func:`build_train_runner`, then ``train()``.
 
+    The run holds the work dir's lock (:class:`~.work_dir.WorkDirLock`)
+    from before the Runner writes anything until training ends: a second
+    run in the same work dir is refused, naming this one's pid.
+
     Args:
         cfg (Config): From :func:`build_train_config`, or any mmengine
             training config.
@@ -176,4 +182,6 @@ def run_train(cfg: Config) -> nn.Module:
     Returns:
         nn.Module: The trained model.
     """
-    return build_train_runner(cfg).train()
+    check_work_dir(cfg.work_dir)
+    with WorkDirLock(cfg.work_dir, cfg.filename):
+        return build_train_runner(cfg).train()

@@ -9,9 +9,8 @@ Example::
 import argparse
 import sys
 
-from mmengine.config import DictAction
-
 import mmpsp  # noqa: F401  (before mmseg.models, see mmpsp/mmcv_lite.py)
+from mmpsp.apis.launch import CfgOptionsAction
 from mmpsp.deploy import (
     DEFAULT_OPSET,
     OUTPUTS,
@@ -46,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--dynamic-export', action='store_true',
                         help='dynamic input shapes (not supported, see '
                         'docs/interop.md)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, key=value')
     return parser.parse_args()
 

@@ -19,6 +19,7 @@ from .config_check import (
     warn_missing_hooks,
 )
 from .data_check import DataCheckError, check_dataset
+from .key_check import check_config_keys
 
 # What the check decodes by default: enough files to catch an encoding
 # mistake (they are systematic) in seconds, never a full pass.
@@ -69,9 +70,10 @@ def check_before_run(cfg: Config,
                      splits: Optional[Sequence[str]] = None) -> None:
     """Check a config and its data before a runner is built from it.
 
-    Runs the config checks, warns when a config that inherits mmpsp's
-    runtime lost a declared hook, and, unless ``check_files=False``, checks
-    a bounded sample of the data files (:func:`check_data`).
+    Runs the config checks (unknown keys and types first), warns when a
+    config that inherits mmpsp's runtime lost a declared hook, and, unless
+    ``check_files=False``, checks a bounded sample of the data files
+    (:func:`check_data`).
 
     Args:
         cfg (Config): The full config, after ``--cfg-options`` are merged.
@@ -86,6 +88,7 @@ def check_before_run(cfg: Config,
     Raises:
         ConfigCheckError: The config or its data cannot be trained on.
     """
+    check_config_keys(cfg, splits or SPLITS)
     check_data_roots(cfg, splits or SPLITS)
     check_class_counts(cfg)
     check_ignore_index(cfg)

@@ -7,6 +7,7 @@ read only the config, name the key, the resolved path and the fix, and
 warn when a config that inherits mmpsp's runtime lost the hooks it
 declares.
 """
+import ast
 import logging
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple
@@ -33,6 +34,70 @@ SPLITS = ('train', 'val', 'test')
 
 class ConfigCheckError(MMPSPError, ValueError):
     """A config cannot be trained or tested as it stands."""
+
+
+class ConfigParseError(ConfigCheckError):
+    """A config file (or one of its bases) is not valid Python."""
+
+
+def _base_files(path: str, tree: ast.Module) -> List[str]:
+    """The local ``_base_`` files a parsed config names."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], 'id', None) == '_base_'):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            names = [value] if isinstance(value, str) else list(value)
+            return [
+                osp.normpath(osp.join(osp.dirname(path), name))
+                for name in names
+                if isinstance(name, str) and '::' not in name
+            ]
+    return []
+
+
+def config_parse_error(config: str,
+                       error: SyntaxError) -> ConfigParseError:
+    """The file and line of a config's syntax error, said once.
+
+    mmengine parses the text without its file name, so Python reports the
+    line of ``<unknown>``, and for a ``_base_`` file not even which one.
+    The config and its local bases are parsed again here until the broken
+    one is found.
+
+    Args:
+        config (str): The config path given to the tool.
+        error (SyntaxError): What ``Config.fromfile`` raised.
+
+    Returns:
+        ConfigParseError: Names ``file:line``, the line and the message.
+    """
+    pending, seen = [osp.abspath(config)], set()
+    while pending:
+        path = pending.pop(0)
+        if path in seen or not osp.isfile(path):
+            continue
+        seen.add(path)
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+        try:
+            tree = ast.parse(text, filename=path)
+        except SyntaxError as found:
+            error, where = found, path
+            break
+        pending += _base_files(path, tree)
+    else:
+        where = error.filename or config
+    line = (error.text or '').rstrip()
+    shown = f'\n    {line}' if line else ''
+    return ConfigParseError(
+        f'config {where}:{error.lineno}: {error.msg}{shown}\n'
+        f'{where} is not valid Python; fix line {error.lineno} (or the '
+        'bracket or quote opened before it)'
+        + (f', which {config} inherits through _base_'
+           if osp.abspath(config) != where else ''))
 
 
 def _dataloader_keys(cfg: Config, splits: Sequence[str] = SPLITS):
