@@ -16,6 +16,10 @@ Examples (``B=tools/analysis_tools/benchmark.py``,
         --cfg-options ...
     # end-to-end s/iter (data loading included) and val metrics of runs
     python $B --log work_dirs/run_a work_dirs/run_b
+    # peak memory and time of the loss path and of a whole training step
+    # (mmpsp's config next to mmseg's own), one process per variant, and
+    # the largest batch within 8 GB
+    python $B --memory --budget-gb 8
 """
 import argparse
 import json
@@ -25,6 +29,11 @@ from data_profile import (
     format_profile,
     mmseg_pipeline_options,
     profile_train_pipeline,
+)
+from memory_benchmark import (
+    LOSS_VARIANTS,
+    STEP_VARIANTS,
+    run_memory_benchmark,
 )
 from mmengine.config import DictAction
 from speed_benchmark import (
@@ -47,7 +56,8 @@ def parse_args() -> argparse.Namespace:
                         choices=[18, 50, 101])
     parser.add_argument('--num-classes', type=int, default=150)
     parser.add_argument('--size', type=int, default=512)
-    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='training batch (default: 16, 4 with --memory)')
     parser.add_argument('--steps', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--infer-steps', type=int, default=20)
@@ -66,7 +76,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batches', type=int, default=20,
                         help='timed batches for --data')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='config overrides for --data')
+                        help='config overrides for --data, and with '
+                        '--memory for both models\' configs')
     parser.add_argument(
         '--per-transform', action='store_true',
         help='with --data: ms/image of each training transform, in this '
@@ -84,7 +95,55 @@ def parse_args() -> argparse.Namespace:
         'ratios are against the first')
     parser.add_argument('--skip-iters', type=int, default=100,
                         help='warm-up iterations left out with --log')
+    memory = parser.add_argument_group(
+        'memory mode', 'peak memory and time of the loss path and of a '
+        'whole training step, one fresh process per variant')
+    memory.add_argument('--memory', action='store_true',
+                        help='run the memory mode')
+    memory.add_argument(
+        '--parts', nargs='+', default=['loss', 'step'],
+        choices=['loss', 'step', 'saved'],
+        help='saved: what autograd keeps for backward in mmpsp\'s training '
+        'forward, by module')
+    memory.add_argument('--loss-variants', nargs='+',
+                        default=list(LOSS_VARIANTS), choices=LOSS_VARIANTS)
+    memory.add_argument('--step-variants', nargs='+',
+                        default=['mmpsp', 'mmseg'], choices=STEP_VARIANTS)
+    memory.add_argument(
+        '--config',
+        help='mmpsp\'s config for the training step (default: '
+        'configs/pspnet_r50-d8_ade20k.py)')
+    memory.add_argument('--mmpsp-cfg-options', nargs='+', action=DictAction,
+                        help='overrides for the mmpsp variants alone')
+    memory.add_argument(
+        '--mmseg-config',
+        help='mmseg\'s config for the training step (default: '
+        'pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py of the installed '
+        'mmseg); or mmpsp\'s config with --mmseg-cfg-options naming '
+        'mmseg\'s types')
+    memory.add_argument('--mmseg-cfg-options', nargs='+', action=DictAction,
+                        help='overrides for the mmseg variant alone')
+    memory.add_argument('--setting', default='fp32', choices=list(SETTINGS),
+                        help='the training step\'s setting')
+    memory.add_argument('--repeats', type=int, default=3,
+                        help='timed training steps per variant')
+    memory.add_argument('--loss-repeats', type=int, default=7,
+                        help='timed loss-path calls per variant')
+    memory.add_argument(
+        '--budget-gb', type=float,
+        help='also search the largest training batch whose peak fits this '
+        'many GiB')
+    memory.add_argument('--search-variants', nargs='+',
+                        default=['mmpsp', 'mmseg'], choices=STEP_VARIANTS,
+                        help='step variants searched with --budget-gb')
+    memory.add_argument('--max-batch', type=int, default=64,
+                        help='largest batch the search tries')
+    memory.add_argument('--step-timeout', type=float, default=3600,
+                        help='seconds one step may take before the run '
+                        'stops')
     args = parser.parse_args()
+    if args.batch_size is None:
+        args.batch_size = 4 if args.memory else 16
     if (args.per_transform or args.compare_mmseg) and not args.data:
         parser.error('--per-transform and --compare-mmseg need --data CONFIG')
     return args
@@ -149,6 +208,12 @@ def benchmark_logs(args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.memory:
+        report = run_memory_benchmark(args)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(report, f, indent=2)
+        return
     if args.log:
         benchmark_logs(args)
         return
