@@ -152,7 +152,8 @@ def add_infer_options(parser: argparse.ArgumentParser) -> None:
         'model.test_cfg.mode=slide')
 
 
-def set_data_root(cfg: 'Config', data_root: str) -> List[str]:
+def set_data_root(cfg: 'Config', data_root: str,
+                  source: str = '--data-root') -> List[str]:
     """Point every dataset of the config's loaders at ``data_root``.
 
     Sets ``data_root`` of each dataset in ``train_dataloader``,
@@ -165,6 +166,8 @@ def set_data_root(cfg: 'Config', data_root: str) -> List[str]:
     Args:
         cfg (Config): The full config; changed in place.
         data_root (str): The dataset folder.
+        source (str): The option that asked for it, for the log line.
+            Defaults to ``'--data-root'``.
 
     Returns:
         list[str]: The dotted keys set, e.g.
@@ -183,9 +186,22 @@ def set_data_root(cfg: 'Config', data_root: str) -> List[str]:
                                          f'{key}.dataset'):
             node['data_root'] = data_root
             changed.append(f'{path}.data_root')
-    print_log(f'--data-root {data_root}: set {", ".join(changed) or "none"}',
+    print_log(f'{source} {data_root}: set {", ".join(changed) or "none"}',
               logger='current')
     return changed
+
+
+def apply_data_root(cfg: 'Config', args: argparse.Namespace) -> None:
+    """``--data-root``, or ``--cfg-options data_root=...``, to every dataset.
+
+    A top-level ``data_root`` in ``--cfg-options`` would otherwise change
+    only the variable, which the datasets copied when the file was read.
+    """
+    if args.data_root:
+        set_data_root(cfg, args.data_root)
+    elif 'data_root' in (args.cfg_options or {}):
+        set_data_root(cfg, args.cfg_options['data_root'],
+                      source='--cfg-options data_root=')
 
 
 def _leaf_datasets(dataset: dict, path: str):
@@ -283,8 +299,7 @@ def train(args: argparse.Namespace) -> None:
         launcher=args.launcher,
         channels_last=args.channels_last,
         compile=args.compile)
-    if args.data_root:
-        set_data_root(cfg, args.data_root)
+    apply_data_root(cfg, args)
     if args.no_chunked_loss:
         from mmpsp.models.losses import set_chunked_loss
         set_chunked_loss(cfg, False, reason='--no-chunked-loss')
@@ -311,8 +326,7 @@ def test(args: argparse.Namespace) -> Dict[str, float]:
         cfg_options=args.cfg_options,
         launcher=args.launcher,
         tta=args.tta)
-    if args.data_root:
-        set_data_root(cfg, args.data_root)
+    apply_data_root(cfg, args)
     if args.show_dir:
         draw_every_image(cfg, args.cfg_options)
     note_progress(cfg, 'test')

@@ -4,6 +4,7 @@ interpreter check, in this (editable) install.
 The wheel, installed outside the clone, is tested in
 ``test_wheel_install.py``.
 """
+import argparse
 import os
 import shutil
 import socket
@@ -136,6 +137,28 @@ def test_data_root_reaches_every_dataset():
     assert train.datasets[1].dataset.data_root == 'new'
     assert 'data_root' not in train.datasets[1]
     assert cfg.test_dataloader.dataset.data_root == 'new'
+
+
+def test_cfg_options_data_root_reaches_the_datasets():
+    def config():
+        return Config(dict(
+            data_root='old',
+            train_dataloader=dict(dataset=dict(type='A', data_root='old')),
+            val_dataloader=dict(dataset=dict(type='A', data_root='old'))))
+    parser = argparse.ArgumentParser()
+    cli.add_common_args(parser)
+    cfg = config()
+    cli.apply_data_root(cfg, parser.parse_args(
+        ['--cfg-options', 'data_root=new']))
+    assert cfg.train_dataloader.dataset.data_root == 'new'
+    assert cfg.val_dataloader.dataset.data_root == 'new'
+    cfg = config()
+    cli.apply_data_root(cfg, parser.parse_args(
+        ['--data-root', 'given', '--cfg-options', 'data_root=new']))
+    assert cfg.val_dataloader.dataset.data_root == 'given'
+    cfg = config()
+    cli.apply_data_root(cfg, parser.parse_args([]))
+    assert cfg.val_dataloader.dataset.data_root == 'old'
 
 
 def test_show_dir_draws_every_image_unless_told():
