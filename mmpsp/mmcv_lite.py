@@ -15,12 +15,23 @@ that offers:
 - for any other op, an :class:`MissingOpError` that names the op and says to
   install full mmcv.
 
+The other routes to compiled ops end in the same error:
+
+- a submodule import (``from mmcv.ops.carafe import CARAFE``), which would
+  otherwise run mmcv's file and stop at ``No module named 'mmcv._ext'``;
+- a registry entry that only mmcv's compiled modules register
+  (``conv_cfg=dict(type='DCN')``, ``norm_cfg=dict(type='MMSyncBN')``), which
+  would otherwise be ``KeyError: 'Cannot find None in registry'``.
+
 With full mmcv installed nothing is changed.
 """
+import importlib.abc
+import importlib.machinery
 import importlib.util
+import os.path as osp
 import sys
 import types
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +53,27 @@ FULL_MMCV_HINT = (
     'pip install "mmcv>=2.0.0,<2.2.0" (see README, "mmcv-lite or full mmcv")')
 
 
+# The names mmcv's compiled modules register in mmengine's MODELS registry
+# (mmcv 2.1), with the module and class behind each.
+_REGISTERED_OPS = {
+    'carafe': ('carafe', 'CARAFEPack'),
+    'CrissCrossAttention': ('cc_attention', 'CrissCrossAttention'),
+    'DCN': ('deform_conv', 'DeformConv2dPack'),
+    'DCNv2': ('modulated_deform_conv', 'ModulatedDeformConv2dPack'),
+    'MultiScaleDeformableAttention':
+    ('multi_scale_deform_attn', 'MultiScaleDeformableAttention'),
+    'SAC': ('saconv', 'SAConv2d'),
+    'MMSyncBN': ('sync_bn', 'SyncBatchNorm'),
+}
+_REGISTERED_OPS.update({
+    name: ('sparse_conv', name)
+    for name in ('SparseConv2d', 'SparseConv3d', 'SparseConv4d',
+                 'SparseConvTranspose2d', 'SparseConvTranspose3d',
+                 'SparseInverseConv2d', 'SparseInverseConv3d', 'SubMConv2d',
+                 'SubMConv3d', 'SubMConv4d')
+})
+
+
 class MissingOpError(MMPSPError, ModuleNotFoundError):
     """A compiled mmcv op was asked for on an install without ``mmcv._ext``.
 
@@ -50,6 +82,65 @@ class MissingOpError(MMPSPError, ModuleNotFoundError):
     on a real ``mmcv._ext`` import failure; elsewhere its message names the op
     and the fix.
     """
+
+
+def _missing(what: str) -> MissingOpError:
+    return MissingOpError(
+        f"{what} needs mmcv's compiled extension (mmcv._ext), which is not "
+        f'installed (mmcv-lite); {FULL_MMCV_HINT}')
+
+
+class _GuardedOpLoader(importlib.machinery.SourceFileLoader):
+    """Runs an ``mmcv/ops/<name>.py`` file; a missing ``mmcv._ext`` raises
+    :class:`MissingOpError` naming the module."""
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        try:
+            super().exec_module(module)
+        except ModuleNotFoundError as error:
+            # MissingOpError: another ops module it imports; the message
+            # names the one the user imported.
+            if not isinstance(error, MissingOpError) and (error.name !=
+                                                          'mmcv._ext'):
+                raise
+            raise _missing(f'{self.name} (imported as a module)') from None
+
+
+class _OpsSubmoduleFinder(importlib.abc.MetaPathFinder):
+    """Finds ``mmcv.ops.<name>`` in mmcv's folder, with the guarded loader."""
+
+    def __init__(self, package_dir: str) -> None:
+        self.package_dir = package_dir
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]],
+                  target: Optional[types.ModuleType] = None):
+        prefix, _, name = fullname.rpartition('.')
+        if prefix != 'mmcv.ops':
+            return None
+        filename = osp.join(self.package_dir, f'{name}.py')
+        if not osp.isfile(filename):
+            return None
+        return importlib.util.spec_from_file_location(
+            fullname, filename, loader=_GuardedOpLoader(fullname, filename))
+
+
+def _register_missing_ops() -> None:
+    """Put a stand-in under each name mmcv's compiled modules register."""
+    from mmengine.registry import MODELS
+
+    for name, (module, cls) in _REGISTERED_OPS.items():
+        if MODELS.get(name) is not None:
+            continue
+        what = (f"type={name!r} (mmcv.ops.{module}.{cls}, registered only "
+                'by full mmcv)')
+
+        def refuse(self, *args, _what=what, **kwargs):
+            raise _missing(_what)
+
+        # A class: mmcv's norm and conv builders check for one.
+        stand_in = type(f'Missing{cls}', (torch.nn.Module, ),
+                        dict(__init__=refuse, __module__=__name__))
+        MODELS.register_module(name=name, module=stand_in)
 
 
 def sigmoid_focal_loss(input: Tensor,
@@ -136,9 +227,7 @@ def _make_ops_module(package_dir: str) -> types.ModuleType:
         if name in _PURE_PYTHON_OPS:
             module = _load_mmcv_submodule(package_dir, _PURE_PYTHON_OPS[name])
             return getattr(module, name)
-        raise MissingOpError(
-            f'mmcv.ops.{name} needs mmcv\'s compiled extension (mmcv._ext), '
-            f'which is not installed (mmcv-lite); {FULL_MMCV_HINT}')
+        raise _missing(f'mmcv.ops.{name}')
 
     ops.__getattr__ = __getattr__
     return ops
@@ -174,4 +263,6 @@ def install_mmcv_ops_fallback() -> bool:
     ops = _make_ops_module(package_dir)
     sys.modules['mmcv.ops'] = ops
     mmcv.ops = ops
+    sys.meta_path.insert(0, _OpsSubmoduleFinder(package_dir))
+    _register_missing_ops()
     return True
