@@ -359,7 +359,8 @@ def run_tool(script: str, argv: Sequence[str]) -> int:
 
     Args:
         script (str): Path under ``tools/``, e.g. ``'demo.py'``.
-        argv (Sequence[str]): Its arguments.
+        argv (Sequence[str]): Its arguments; ``mmpsp::<path>`` ones become
+            the installed config's path.
 
     Returns:
         int: Its exit status.
@@ -371,7 +372,8 @@ def run_tool(script: str, argv: Sequence[str]) -> int:
             'reinstall it (pip install mmpsp, or pip install -e . in a '
             'clone)')
     saved = sys.argv
-    sys.argv = [path, *argv]
+    # Installed configs by name, as train/test/infer take them.
+    sys.argv = [path, *map(resolve_config_name, argv)]
     try:
         runpy.run_path(path, run_name='__main__')
     except SystemExit as done:

@@ -95,6 +95,16 @@ def test_subcommand_help(command, option, capsys):
         assert text.startswith(f'usage: {script}')
 
 
+def test_check_takes_installed_config_names(tmp_path, capsys):
+    # The config resolves; its data root (absent here) is what is reported.
+    code = cli.main(['check', f'mmpsp::pspnet/{CAMVID}', '--cfg-options',
+                     f'train_dataloader.dataset.data_root={tmp_path}'])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert 'config file' not in captured.err
+    assert str(tmp_path) in captured.out + captured.err
+
+
 def test_console_script_help():
     script = shutil.which('mmpsp', path=str(Path(sys.executable).parent))
     if script is None:
