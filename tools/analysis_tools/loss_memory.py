@@ -46,9 +46,12 @@ import warnings
 from typing import Callable, Dict, List
 
 import torch
+from memory_benchmark import allocator_peak, rss_bytes
 
 import mmpsp  # noqa: F401  (makes mmseg importable on mmcv-lite)
 from mmpsp.models.losses import chunked_upsample_cross_entropy
+
+__all__ = ['allocator_peak', 'make_inputs', 'make_step', 'measure_memory']
 
 VARIANTS = ('today', 'chunked', 'mmseg')
 IGNORE = 255
@@ -138,32 +141,6 @@ def make_step(variant: str, args: argparse.Namespace, logits: torch.Tensor,
         sum(v for k, v in losses.items() if k.startswith('loss')).backward()
 
     return step
-
-
-def rss_bytes() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def allocator_peak(step: Callable[[], None]) -> int:
-    """Peak of torch's CPU allocator bytes while ``step`` runs.
-
-    The profiler's memory events record every CPU allocation (+bytes) and
-    free (-bytes) of torch's allocator; their running sum in time order is
-    the live tensor memory allocated during ``step``.
-    """
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
-        step()
-    events = [
-        e for e in p.profiler.kineto_results.events() if e.name() == '[memory]'
-    ]
-    events.sort(key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak
 
 
 def measure_memory(args: argparse.Namespace) -> Dict[str, int]:

@@ -340,6 +340,11 @@ def _release_free_memory(device: torch.device) -> None:
         pass
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker(spec: Spec) -> None:
     """Build ``spec`` and answer commands from stdin, one JSON line each.
 
@@ -373,10 +378,11 @@ def worker(spec: Spec) -> None:
         try:
             if command in ('warmup', 'time'):
                 sync()
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), _cpu_seconds()
                 step()
                 sync()
-                reply(s=time.perf_counter() - start)
+                reply(s=time.perf_counter() - start,
+                      cpu_s=_cpu_seconds() - cpu)
             elif command == 'profile':
                 reply(**_profile(spec, device, step, resident, sync))
             elif command == 'rss':
@@ -476,6 +482,11 @@ class Row:
     peak: Optional[int]  # bytes; None: out of memory
     rss: Optional[int]  # bytes, CPU only
     seconds: Optional[float]  # median step time
+    # Median CPU seconds of the process per step (all its threads): on a
+    # machine shared with other jobs less inflated by waiting than the
+    # wall time.
+    cpu_seconds: Optional[float] = None
+    all_seconds: List[float] = field(default_factory=list)
 
 
 def measure(specs: Sequence[Spec], repeats: int, timeout_s: float,
@@ -502,11 +513,14 @@ def measure(specs: Sequence[Spec], repeats: int, timeout_s: float,
             log(f'[{w.spec.part}] {name}: peak '
                 f'{_fmt_bytes(peaks[name])}')
         times: Dict[str, List[float]] = {name: [] for name in workers}
+        cpu: Dict[str, List[float]] = {name: [] for name in workers}
         for round_ in range(repeats):
             for name, w in workers.items():
                 if peaks[name] is None:
                     continue
-                times[name].append(w.ask('time')['s'])
+                answer = w.ask('time')
+                times[name].append(answer['s'])
+                cpu[name].append(answer['cpu_s'])
             log(f'timed round {round_ + 1}/{repeats}: ' + ', '.join(
                 f'{n} {t[-1]:.2f} s' for n, t in times.items() if t))
     finally:
@@ -514,7 +528,9 @@ def measure(specs: Sequence[Spec], repeats: int, timeout_s: float,
             w.close()
     return [
         Row(w.spec.part, name, w.spec.batch, peaks[name], rss[name],
-            statistics.median(times[name]) if times[name] else None)
+            statistics.median(times[name]) if times[name] else None,
+            statistics.median(cpu[name]) if cpu[name] else None,
+            times[name])
         for name, w in workers.items()
     ]
 
@@ -640,8 +656,8 @@ def format_rows(rows: List[Row], base: str, unit: str) -> str:
     """A markdown table with memory and time ratios against ``base``."""
     ref = next((r for r in rows if r.variant == base), None)
     lines = [f'| variant | batch | peak {unit} | rss {unit} | s/step | '
-             f'peak vs {base} | time vs {base} |',
-             '|---|---|---|---|---|---|---|']
+             f'cpu s/step | peak vs {base} | time vs {base} | '
+             f'cpu time vs {base} |', '|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         def ratio(attr: str) -> str:
             mine = getattr(r, attr)
@@ -654,11 +670,14 @@ def format_rows(rows: List[Row], base: str, unit: str) -> str:
         def mem(v: Optional[int]) -> str:
             return 'n/a' if v is None else _fmt_bytes(v, unit).split()[0]
 
-        seconds = 'n/a' if r.seconds is None else f'{r.seconds:.3f}'
+        def secs(v: Optional[float]) -> str:
+            return 'n/a' if v is None else f'{v:.3f}'
+
         lines.append(f'| {r.variant} | {r.batch} | '
                      f'{mem(r.peak) if r.peak is not None else "OOM"} | '
-                     f'{mem(r.rss)} | {seconds} | {ratio("peak")} | '
-                     f'{ratio("seconds")} |')
+                     f'{mem(r.rss)} | {secs(r.seconds)} | '
+                     f'{secs(r.cpu_seconds)} | {ratio("peak")} | '
+                     f'{ratio("seconds")} | {ratio("cpu_seconds")} |')
     return '\n'.join(lines)
 
 
@@ -694,7 +713,9 @@ def run_memory_benchmark(args: argparse.Namespace,
               f'{threads} threads; one fresh process per variant; timed '
               'steps interleaved across the variants, median of '
               f'{args.loss_repeats} (loss path) and {args.repeats} '
-              '(training step)\n'
+              '(training step); s/step = wall seconds, cpu s/step = the '
+              "variant's process's CPU seconds (user + system, all threads)"
+              '\n'
               f'{memory_method(device)}')
     print(header)
     if 'loss' in args.parts:

@@ -1,24 +1,27 @@
 """Side-by-side speed and memory of mmpsp's PSPNet and mmseg's own.
 
-Both models are built with the same weights (mmseg's state dict copied into
-mmpsp's) and measured in the same process on the same device, one setting
-at a time: a training step through ``model.train_step`` (data preprocessor,
-forward, losses, backward, optimizer step; inputs already on the device, so
-no data loading), one model after the other so that each has the device's
-memory to itself, then batch-1 inference through ``model.test_step``, the
-models interleaved call by call.
+Both models are built from the same mmpsp config (``--depth`` picks its
+ADE20K R18/R50/R101-D8 config), mmseg's with ``type`` of the backbone and
+both heads set to ``mmseg.ResNetV1c``, ``mmseg.PSPHead`` and
+``mmseg.FCNHead`` (as ``--cfg-options`` of ``tools/reproduce_speed.sh``
+do), with the same weights (mmseg's state dict copied into mmpsp's), and
+measured in the same process on the same device, one setting at a time:
+a training step through ``model.train_step`` (data preprocessor, forward,
+losses, backward, optimizer step; inputs already on the device, so no data
+loading), one model after the other so that each has the device's memory
+to itself, then batch-1 inference through ``model.test_step``, the models
+interleaved call by call.
 """
 import glob
 import json
 import os.path as osp
 import statistics
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from memory_benchmark import CONFIG_ROOT, MMSEG_TYPES, build_segmentor
 from mmengine.optim import OptimWrapper
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
@@ -50,8 +53,33 @@ class Measurement:
     peak_mem_gib: Optional[float]
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tests'))
-from mmseg_reference import build_pspnet_pair  # noqa: E402
+# mmpsp's ADE20K config per backbone depth.
+DEPTH_CONFIGS = {
+    18: CONFIG_ROOT / 'pspnet_r18-d8_4xb4-80k_ade20k-512x512.py',
+    50: CONFIG_ROOT / 'pspnet_r50-d8_ade20k.py',
+    101: CONFIG_ROOT / 'pspnet_r101-d8_4xb4-80k_ade20k-512x512.py',
+}
+
+
+def build_pspnet_pair(config: str, num_classes: int,
+                      size: int) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """mmseg's PSPNet and mmpsp's from one config, with the same weights.
+
+    Args:
+        config (str): An mmpsp PSPNet config.
+        num_classes (int): Classes of both heads.
+        size (int): Square crop the data preprocessors pad to.
+
+    Returns:
+        tuple[nn.Module, nn.Module]: ``(mmseg_model, mmpsp_model)``, the
+        second loaded from the first's state dict with ``strict=True``.
+    """
+    options = {'model.decode_head.num_classes': num_classes,
+               'model.auxiliary_head.num_classes': num_classes}
+    reference = build_segmentor(config, {**options, **MMSEG_TYPES}, size)
+    model = build_segmentor(config, options, size)
+    model.load_state_dict(reference.state_dict(), strict=True)
+    return reference, model
 
 
 def make_batch(batch_size: int, size: int, num_classes: int,
@@ -254,7 +282,8 @@ def run_benchmark(settings: List[str],
                   warmup: int = 3,
                   infer_steps: int = 20,
                   models: tuple = ('mmseg', 'mmpsp'),
-                  log: Callable[[str], None] = print) -> List[Measurement]:
+                  log: Callable[[str], None] = print,
+                  config: Optional[str] = None) -> List[Measurement]:
     """Measure both PSPNets under each setting, in this process.
 
     Each setting gets freshly built models holding the same weights
@@ -273,6 +302,8 @@ def run_benchmark(settings: List[str],
         infer_steps (int): Timed batch-1 inference calls. Defaults to 20.
         models (tuple[str]): Which of 'mmseg', 'mmpsp' to run.
         log (callable): Progress printer. Defaults to ``print``.
+        config (str, optional): The mmpsp config both models are built
+            from. Defaults to None (:data:`DEPTH_CONFIGS` of ``depth``).
 
     Returns:
         list[Measurement]: One per model and setting.
@@ -285,18 +316,20 @@ def run_benchmark(settings: List[str],
             device.type == 'cuda' and not torch.cuda.is_bf16_supported()):
         raise ValueError(f'{torch.cuda.get_device_name(device)} has no bf16; '
                          'run with --settings fp32')
+    if config is None:
+        if depth not in DEPTH_CONFIGS:
+            raise ValueError(f'depth={depth!r} has no ADE20K config; use one '
+                             f'of {sorted(DEPTH_CONFIGS)} or pass a config')
+        config = str(DEPTH_CONFIGS[depth])
     rows = []
     for setting in settings:
         opts = SETTINGS[setting]
         pair = dict(zip(('mmseg', 'mmpsp'),
-                        build_pspnet_pair(depth, num_classes, 8)))
+                        build_pspnet_pair(config, num_classes, size)))
         prepared, trained = {}, {}
         for name in models:
             log(f'[{setting}] {name} training ...')
             model = pair.pop(name)
-            # mmseg's base model config leaves the padding size to the
-            # dataset config; the benchmark's crops are already square.
-            model.data_preprocessor.size = (size, size)
             prepared[name] = prepare(model, device, opts['channels_last'],
                                      opts['compile'])
             others = [m for k, m in prepared.items() if k != name]
