@@ -13,7 +13,8 @@ from mmseg.datasets.transforms import PhotoMetricDistortion, RandomCrop
 from mmpsp.registry import TRANSFORMS
 
 # mmpsp transform -> the mmseg transform whose output it equals bit for bit
-# for the same numpy random state (tests/test_datasets/test_transforms.py checks this).
+# for the same numpy random state (tests/test_datasets/test_transforms.py
+# checks this).
 # Configs name the fast ones; comparisons with mmseg's recipes map them back.
 MMSEG_EQUIVALENTS: Dict[str, str] = {
     'FastPhotoMetricDistortion': 'PhotoMetricDistortion',
