@@ -37,6 +37,7 @@ from memory_benchmark import (
 )
 from mmengine.config import DictAction
 from speed_benchmark import (
+    DEPTH_CONFIGS,
     SETTINGS,
     format_table,
     measure_data_pipeline,
@@ -52,8 +53,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--depth', type=int, default=50,
-                        choices=[18, 50, 101])
+    parser.add_argument(
+        '--depth', type=int, default=50, choices=[18, 50, 101],
+        help='picks mmpsp\'s ADE20K config of that depth; mmseg\'s model is '
+        'the same config with mmseg\'s backbone and head types')
     parser.add_argument('--num-classes', type=int, default=150)
     parser.add_argument('--size', type=int, default=512)
     parser.add_argument('--batch-size', type=int, default=None,
@@ -111,8 +114,9 @@ def parse_args() -> argparse.Namespace:
                         default=['mmpsp', 'mmseg'], choices=STEP_VARIANTS)
     memory.add_argument(
         '--config',
-        help='mmpsp\'s config for the training step (default: '
-        'configs/pspnet_r50-d8_ade20k.py)')
+        help='mmpsp\'s config (memory mode default: '
+        'configs/pspnet_r50-d8_ade20k.py; model benchmark default: the '
+        'ADE20K config of --depth)')
     memory.add_argument('--mmpsp-cfg-options', nargs='+', action=DictAction,
                         help='overrides for the mmpsp variants alone')
     memory.add_argument(
@@ -233,12 +237,15 @@ def main() -> None:
         name = 'CPU'
     settings = args.settings or (list(SETTINGS)
                                  if device.type == 'cuda' else ['fp32'])
-    print(f'device: {name}, torch {torch.__version__}; PSPNet R{args.depth}-D8'
-          f', {args.num_classes} classes, {args.size}x{args.size}, train '
+    model = (args.config if args.config else
+             f'PSPNet R{args.depth}-D8 ({DEPTH_CONFIGS[args.depth].name})')
+    print(f'device: {name}, torch {torch.__version__}; {model}, '
+          f'{args.num_classes} classes, {args.size}x{args.size}, train '
           f'batch {args.batch_size}, inference batch 1')
     rows = run_benchmark(settings, device, args.depth, args.num_classes,
                          args.size, args.batch_size, args.steps, args.warmup,
-                         args.infer_steps, tuple(args.models))
+                         args.infer_steps, tuple(args.models),
+                         config=args.config)
     print(format_table(rows))
     summary = speedup_summary(rows)
     if summary:
