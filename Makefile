@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 # The quick-start pins torch; installing mmpsp into an existing environment
-# keeps the torch already there (setup.py only asks for torch>=2.0).
+# keeps the torch already there (setup.py only asks for torch>=2.4).
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mmpsp-installed

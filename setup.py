@@ -117,7 +117,7 @@ setup(
     description='PSPNet (pyramid scene parsing network) for MMSegmentation',
     long_description=(HERE / 'README.md').read_text(),
     long_description_content_type='text/markdown',
-    python_requires='>=3.8',
+    python_requires='>=3.10',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     include_package_data=False,
     cmdclass={'build_py': BuildPy},
@@ -131,6 +131,9 @@ setup(
     },
     classifiers=[
         'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
         'Topic :: Scientific/Engineering :: Image Recognition',
     ],
 )
