@@ -179,11 +179,25 @@ def _read_header(path: str) -> Tuple[Tuple[int, int], int]:
     Reads only the file header (and the EXIF block), not the pixels.
     """
     with Image.open(path) as img:
+        if img.format == 'PNG':
+            # PNG's getexif() decodes the whole image when the eXIf chunk
+            # is not among the chunks read so far; read only those.
+            exif = Image.Exif()
+            if img.info.get('exif'):
+                exif.load(img.info['exif'])
+        else:
+            exif = img.getexif()
         try:
-            orientation = int(img.getexif().get(EXIF_ORIENTATION, 1))
+            orientation = int(exif.get(EXIF_ORIENTATION, 1))
         except (TypeError, ValueError):
             orientation = 1
         return img.size, orientation
+
+
+def _read_size(path: str) -> Tuple[int, int]:
+    """``(width, height)`` from the file header."""
+    with Image.open(path) as img:
+        return img.size
 
 
 def _loader_applies_orientation(dataset) -> Tuple[bool, str]:
@@ -337,7 +351,7 @@ class _DatasetChecker:
                 self.corrupt(img_path, err)
                 continue
             try:
-                label_size, _ = _read_header(seg_path)
+                label_size = _read_size(seg_path)
             except (OSError, ValueError, SyntaxError) as err:
                 self.corrupt(seg_path, err)
                 continue
