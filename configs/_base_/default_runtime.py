@@ -39,6 +39,9 @@ custom_hooks = [
     # Refuse a load_from checkpoint that does not fit the model (another
     # class count or architecture) instead of running a partly random head.
     dict(type='mmpsp.CheckpointCheckHook'),
+    # Multi-process runs without SyncBN: validate with rank 0's BN
+    # statistics, which the checkpoint holds (nothing in one process).
+    dict(type='mmpsp.RankZeroBuffersHook'),
 ]
 
 # Multi-scale + flip inference (``--tta``) wraps the model in mmseg's

@@ -6,6 +6,8 @@ from .guard_hooks import (
     LabelValueError,
     NonFiniteLossError,
     NonFiniteLossHook,
+    NonFiniteWeightsError,
+    RankZeroBuffersHook,
 )
 from .iteration_seed_hook import IterationSeedHook, iteration_seed
 from .speed_levers_hook import SpeedLeversHook, apply_speed_levers
@@ -13,6 +15,7 @@ from .speed_levers_hook import SpeedLeversHook, apply_speed_levers
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointCheckHook',
     'IterationSeedHook', 'LabelRangeHook', 'LabelValueError',
-    'NonFiniteLossError', 'NonFiniteLossHook', 'SpeedLeversHook',
-    'apply_speed_levers', 'iteration_seed'
+    'NonFiniteLossError', 'NonFiniteLossHook', 'NonFiniteWeightsError',
+    'RankZeroBuffersHook', 'SpeedLeversHook', 'apply_speed_levers',
+    'iteration_seed'
 ]
