@@ -26,8 +26,6 @@ DECLARED_HOOKS = {
     'IterationSeedHook': 'makes --resume repeat the uninterrupted run',
     'SpeedLeversHook': 'applies channels_last / torch.compile',
     'CheckpointCheckHook': 'refuses a load_from checkpoint that does not fit',
-    'RankZeroBuffersHook': 'makes multi-process val use the checkpoint\'s '
-    'BN statistics',
 }
 DECLARED_CHECKPOINT_HOOK = 'AtomicCheckpointHook'
 DEFAULT_IGNORE_INDEX = 255
