@@ -4,7 +4,11 @@
 #   tools/reproduce_speed.sh CAMVID_ROOT [OUT_DIR]
 # 1. model-only training and inference for every setting (R50-D8, 150
 #    classes, 512x512, train batch 16, inference batch 1);
-# 2. CamVid end to end (R18-D8 from scratch, 6000 iterations, batch 8,
+# 2. memory mode (docs/speed.md#memory): the loss path alone, and a whole
+#    training step at batch 16, bf16 + channels_last, mmpsp's config next
+#    to mmseg's own: peak memory, time ratios, and the largest batch that
+#    fits 24 GiB;
+# 3. CamVid end to end (R18-D8 from scratch, 6000 iterations, batch 8,
 #    bf16, WORKERS loader workers), once with mmpsp's model and once with
 #    mmseg's backbone and heads in the same config: s/iter with data
 #    loading, and val mIoU.
@@ -32,6 +36,9 @@ mkdir -p "$OUT"
 
 $PYTHON "$TOOLS/analysis_tools/benchmark.py" --device cuda --json "$OUT/benchmark.json" \
     | tee "$OUT/benchmark.md"
+$PYTHON "$TOOLS/analysis_tools/benchmark.py" --device cuda --memory --batch-size 16 \
+    --setting bf16+cl --repeats 10 --budget-gb 24 --json "$OUT/memory.json" \
+    | tee "$OUT/memory.md"
 
 DATA="train_dataloader.dataset.data_root=$CAMVID val_dataloader.dataset.data_root=$CAMVID \
 test_dataloader.dataset.data_root=$CAMVID train_dataloader.num_workers=$WORKERS \

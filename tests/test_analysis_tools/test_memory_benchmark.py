@@ -87,8 +87,8 @@ def test_memory_mode_runs_on_cpu(repo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     assert 'allocator accounting' in text and 'high-water' in text
-    assert '| variant | batch | peak MB |' in text
-    assert '| variant | batch | peak GB |' in text
+    assert '| variant | batch | peak MiB |' in text
+    assert '| variant | batch | peak GiB |' in text
     report = json.loads(out.read_text())
 
     loss = {row['variant']: row for row in report['loss']}

@@ -129,6 +129,12 @@ def parse_args() -> argparse.Namespace:
                         help='overrides for the mmseg variant alone')
     memory.add_argument('--setting', default='fp32', choices=list(SETTINGS),
                         help='the training step\'s setting')
+    memory.add_argument(
+        '--threads', type=int,
+        help='torch threads of every variant\'s process (default: '
+        'torch\'s). With 1 on a machine shared with other jobs, a '
+        'process\'s CPU seconds are its work alone: no thread waits for a '
+        'descheduled sibling')
     memory.add_argument('--repeats', type=int, default=3,
                         help='timed training steps per variant')
     memory.add_argument('--loss-repeats', type=int, default=7,

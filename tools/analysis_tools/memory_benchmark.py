@@ -7,7 +7,7 @@ pipe. The timed steps are interleaved across the workers (one step of each
 in turn, one process computing at a time), so load from other processes on
 the machine hits all variants alike.
 
-Two parts:
+Three parts:
 
 - ``loss``: the upsample + cross-entropy + accuracy of one head, forward
   and backward, from low-resolution logits (N, C, size/8, size/8) to labels
@@ -22,7 +22,15 @@ Two parts:
   PSPNet built from mmseg's own installed config (``mmseg``). Figure: all
   tensor memory at the peak (weights, buffers, SGD momentum, activations,
   gradients). The step part also searches the largest batch within a
-  memory budget.
+  memory budget (:func:`largest_batch`).
+- ``saved``: what autograd saves for backward in mmpsp's training forward,
+  by module (:func:`saved_activations`): where a step's peak comes from.
+
+Time: the median over the timed steps of each worker's wall seconds and of
+its CPU seconds (user + system, all its threads). On a machine shared with
+other jobs, a process with one thread (``--threads 1``) spends CPU seconds
+on its own work only; with more, a thread may spin while it waits for a
+descheduled sibling.
 
 Memory is counted the same way for both parts:
 
@@ -634,11 +642,11 @@ def largest_batch(peak_of: Callable[[int], Optional[int]],
     return low, seen
 
 
-def _fmt_bytes(value: Optional[float], unit: str = 'MB') -> str:
+def _fmt_bytes(value: Optional[float], unit: str = 'MiB') -> str:
     if value is None:
         return 'OOM'
-    scale = 2**30 if unit == 'GB' else 2**20
-    return f'{value / scale:.2f} {unit}' if unit == 'GB' else \
+    scale = 2**30 if unit == 'GiB' else 2**20
+    return f'{value / scale:.2f} {unit}' if unit == 'GiB' else \
         f'{value / scale:.1f} {unit}'
 
 
@@ -683,7 +691,7 @@ def format_rows(rows: List[Row], base: str, unit: str) -> str:
 
 def format_search(results: Dict[str, Tuple[Optional[int], dict]],
                   budget: int) -> str:
-    lines = ['| variant | largest batch | batches looked at (peak GB) |',
+    lines = ['| variant | largest batch | batches looked at (peak GiB) |',
              '|---|---|---|']
     for variant, (best, seen) in results.items():
         looked = ', '.join(
@@ -706,7 +714,7 @@ def run_memory_benchmark(args: argparse.Namespace,
                          log: Callable[[str], None] = print) -> dict:
     """The memory mode of ``benchmark.py``: print and return its figures."""
     device = args.device
-    threads = torch.get_num_threads()
+    threads = args.threads or torch.get_num_threads()
     report: dict = dict(device=device, threads=threads, loss=[], step=[],
                         search={})
     header = (f'memory mode: {device}, torch {torch.__version__}, '
@@ -728,7 +736,7 @@ def run_memory_benchmark(args: argparse.Namespace,
         print(f'\nloss path alone: N={args.batch_size} C={args.num_classes} '
               f'{low}x{low} -> {args.size}x{args.size}, forward + backward '
               '(peak above the inputs)')
-        print(format_rows(rows, 'lean', 'MB'))
+        print(format_rows(rows, 'lean', 'MiB'))
     if 'step' in args.parts:
         config = args.config or str(DEFAULT_CONFIG)
         ours = {**(args.cfg_options or {}),
@@ -750,27 +758,27 @@ def run_memory_benchmark(args: argparse.Namespace,
               f'step), batch {args.batch_size}, {args.size}x{args.size}, '
               f'{args.setting}; mmpsp: {_options_text(*configs["mmpsp"])}; '
               f'mmseg: {_options_text(*configs["mmseg"])}')
-        print(format_rows(rows, 'mmseg', 'GB'))
+        print(format_rows(rows, 'mmseg', 'GiB'))
         if args.budget_gb:
             budget = int(args.budget_gb * 2**30)
             for spec, row in zip(specs, rows):
                 if spec.variant not in args.search_variants:
                     continue
                 log(f'[search] {spec.variant}: batches within '
-                    f'{args.budget_gb} GB')
+                    f'{args.budget_gb} GiB')
 
                 def peak_of(batch: int, spec: Spec = spec) -> Optional[int]:
                     peak = probe_peak(Spec(**{**asdict(spec),
                                               'batch': batch}),
                                       args.step_timeout)
                     log(f'[search] {spec.variant} batch {batch}: '
-                        f'{_fmt_bytes(peak, "GB")}')
+                        f'{_fmt_bytes(peak, "GiB")}')
                     return peak
 
                 report['search'][spec.variant] = largest_batch(
                     peak_of, budget, cap=args.max_batch,
                     known={row.batch: row.peak})
-            print(f'\nlargest batch within {args.budget_gb} GB (peak as '
+            print(f'\nlargest batch within {args.budget_gb} GiB (peak as '
                   'above, one fresh process per batch, SGD momentum '
                   f'present; doubling from {MIN_STEP_BATCH} then bisection, '
                   f'at most {args.max_batch})')
@@ -788,8 +796,8 @@ def run_memory_benchmark(args: argparse.Namespace,
         print(f'\nsaved for backward by one training forward of mmpsp '
               f'({_options_text(config, options)}), batch '
               f'{args.batch_size}, {args.size}x{args.size}: '
-              f'{total / 2**30:.2f} GB (parameters excluded)')
-        print('| module | saved MB | share |\n|---|---|---|')
+              f'{total / 2**30:.2f} GiB (parameters excluded)')
+        print('| module | saved MiB | share |\n|---|---|---|')
         for name, nbytes in saved:
             print(f'| {name} | {nbytes / 2**20:.1f} | '
                   f'{nbytes / total:.1%} |')
