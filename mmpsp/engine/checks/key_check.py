@@ -52,10 +52,23 @@ def accepted_keys(cls: type) -> Optional[Set[str]]:
             return None
         keys.update(p.name for p in params
                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
+        var_kw = [p.name for p in params if p.kind == p.VAR_KEYWORD]
+        if not var_kw:
             keys.discard('self')
             return keys
+        if _reads_kwargs(init, var_kw[0]):
+            return None
     return None
+
+
+def _reads_kwargs(init, name: str) -> bool:
+    """Whether ``__init__`` takes keys out of its ``**kwargs`` itself."""
+    try:
+        source = inspect.getsource(init)
+    except (OSError, TypeError):
+        return True  # cannot tell: do not check
+    return any(f'{name}{use}' in source
+               for use in ('.pop(', '.get(', '[', '.items(', '.keys('))
 
 
 def _registered_names(registry: Registry) -> Set[str]:

@@ -56,7 +56,8 @@ def last_finite_checkpoint(last: Optional[str],
     candidates = numbered_checkpoints(osp.dirname(last))
     if last in candidates:
         candidates = candidates[candidates.index(last):]
-    elif osp.isfile(last):
+    elif '://' in last or osp.isfile(last):
+        # A remote out_dir cannot be listed here: its latest file only.
         candidates.insert(0, last)
     skipped = []
     for path in candidates[:MAX_CHECKPOINTS_SCANNED]:
