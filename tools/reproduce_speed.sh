@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Measure README's speed figures on this machine's GPU, mmseg's PSPNet next
-# to mmpsp's, in one go:
+# Measure the speed and memory figures of docs/speed.md on this machine's
+# GPU, mmseg's PSPNet next to mmpsp's, in one go:
 #   tools/reproduce_speed.sh CAMVID_ROOT [OUT_DIR]
 # 1. model-only training and inference for every setting (R50-D8, 150
 #    classes, 512x512, train batch 16, inference batch 1);

@@ -2,7 +2,7 @@
 
 mmseg's ``BaseDecodeHead.loss_by_feat`` spends most of a training step on the
 full-resolution logits rather than on the network (about two thirds on an
-H100, see README "Speed"): the training accuracy ``acc_seg`` runs ``topk``
+H100, see docs/speed.md): the training accuracy ``acc_seg`` runs ``topk``
 over all classes at full resolution and indexes with a boolean mask (a host
 sync), and under bf16 autocast the upsampled logits are cast to fp32 again
 for the cross-entropy. :class:`LeanLossMixin` computes the same losses and
