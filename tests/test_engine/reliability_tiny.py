@@ -1,8 +1,9 @@
-"""Tiny data and configs for the reliability tests in this folder.
+"""Tiny configs for the reliability tests in this folder.
 
 The CamVid config shrunk to seconds on CPU (R18 with 8 base channels, 48x48
-crops, no loader workers), dumped as one standalone file, and a runner for
-the real tools in a subprocess.
+crops, no loader workers) as a Config to edit before dumping it, and a
+runner for the real tools that returns the process whatever its exit
+status. The data (:func:`write_camvid`) comes from ``tests/data_factories``.
 """
 import os
 import subprocess
@@ -10,36 +11,21 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import cv2
-import numpy as np
+from data_factories import (
+    CONFIG,
+    CROP,
+    IMG_H,
+    IMG_W,
+    REPO,
+    TOOLS,
+    write_camvid,
+)
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'
-TOOLS = REPO / 'tools'
-IMG_H, IMG_W = 60, 80
-CROP = 48
-
-
-def write_camvid(root: Path, n_train: int = 4, n_val: int = 2) -> Path:
-    """Tiny CamVid-layout data: bands of classes and a void (11) strip."""
-    rng = np.random.default_rng(0)
-    palette = rng.integers(0, 255, (12, 3))
-    for split, n in (('train', n_train), ('val', n_val)):
-        (root / 'images' / split).mkdir(parents=True, exist_ok=True)
-        (root / 'annotations' / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            label = np.full((IMG_H, IMG_W), 3, np.uint8)
-            label[:IMG_H // 3] = 0
-            label[IMG_H // 3:2 * IMG_H // 3] = 1
-            label[rng.integers(0, IMG_H, 4)] = rng.integers(0, 11)
-            label[:, :6] = 11
-            noise = rng.normal(0, 12, (IMG_H, IMG_W, 3))
-            image = np.clip(palette[label] + noise, 0, 255).astype(np.uint8)
-            cv2.imwrite(str(root / 'images' / split / f'f{i}.jpg'), image)
-            cv2.imwrite(str(root / 'annotations' / split / f'f{i}.png'),
-                        label)
-    return root
+__all__ = [
+    'CONFIG', 'CROP', 'IMG_H', 'IMG_W', 'REPO', 'TOOLS', 'python_tool',
+    'run_tool', 'tiny_config', 'tiny_config_file', 'write_camvid'
+]
 
 
 def tiny_config(data_root: Path, work_dir: Path, max_iters: int = 2,
