@@ -124,3 +124,13 @@ def test_memory_mode_runs_on_cpu(repo_root, tmp_path):
     # Right after the forward, weights, SGD momentum and everything saved
     # for backward are live at once.
     assert 0 < sum(saved.values()) <= step['mmpsp']['peak'] - 2 * params
+
+
+def test_memory_mode_names_a_missing_config(repo_root):
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis_tools/benchmark.py', '--memory',
+         '--config', 'configs/no_such_config.py'], cwd=repo_root,
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert '--config configs/no_such_config.py: no such file' in proc.stderr
+    assert 'Traceback' not in proc.stderr

@@ -23,6 +23,7 @@ Examples (``B=tools/analysis_tools/benchmark.py``,
 """
 import argparse
 import json
+import os
 
 import torch
 from data_profile import (
@@ -152,6 +153,12 @@ def parse_args() -> argparse.Namespace:
                         help='seconds one step may take before the run '
                         'stops')
     args = parser.parse_args()
+    for option in ('config', 'mmseg_config'):
+        path = getattr(args, option)
+        if path is not None and not os.path.isfile(path):
+            parser.error(f'--{option.replace("_", "-")} {path}: no such file '
+                         f'(resolved: {os.path.abspath(path)}); pass a config '
+                         'file such as configs/pspnet_r50-d8_ade20k.py')
     if args.batch_size is None:
         args.batch_size = 4 if args.memory else 16
     if (args.per_transform or args.compare_mmseg) and not args.data:
