@@ -26,6 +26,8 @@ DECLARED_HOOKS = {
     'IterationSeedHook': 'makes --resume repeat the uninterrupted run',
     'SpeedLeversHook': 'applies channels_last / torch.compile',
     'CheckpointCheckHook': 'refuses a load_from checkpoint that does not fit',
+    'RankZeroBuffersHook': 'validates, with several processes, the batch-norm '
+    'statistics the checkpoint saves',
 }
 DECLARED_CHECKPOINT_HOOK = 'AtomicCheckpointHook'
 DEFAULT_IGNORE_INDEX = 255
