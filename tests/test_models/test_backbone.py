@@ -349,3 +349,17 @@ def test_segmentor_level_pretrained_reaches_backbone(tmp_path):
     segmentor.init_weights()
     got = segmentor.backbone.state_dict()
     assert all(torch.equal(got[k], v) for k, v in expected.items())
+
+
+def test_dcn_goes_to_mmcv_and_is_named_on_mmcv_lite():
+    """DCN stages are built by mmseg's blocks through mmcv's conv registry:
+    with full mmcv they work as in mmseg; on mmcv-lite the error names the
+    op and the install that provides it."""
+    import importlib.util
+    if importlib.util.find_spec('mmcv._ext') is not None:
+        pytest.skip('full mmcv installed')
+    from mmpsp.mmcv_lite import MissingOpError
+    dcn = dict(type='DCN', deform_groups=1, fallback_on_stride=False)
+    with pytest.raises(MissingOpError, match="type='DCN'.*full mmcv"):
+        ResNetV1c(depth=50, dcn=dcn, stage_with_dcn=(False, True, True, True),
+                  **TINY)
