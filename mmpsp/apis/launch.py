@@ -218,8 +218,10 @@ def adapt_to_machine(cfg: Config) -> None:
        ``gloo`` (mmengine's launchers call ``torch.cuda.set_device``) and
        the model is wrapped in DDP without ``device_ids`` (DDP rejects
        them for a CPU module) and with ``broadcast_buffers=True``: every
-       forward pass starts from rank 0's BN statistics, so the ranks'
-       running statistics do not drift apart.
+       training forward pass starts from rank 0's BN statistics.
+       Validation and testing bypass DDP's forward; there the declared
+       ``RankZeroBuffersHook`` broadcasts rank 0's statistics, the ones a
+       checkpoint saves.
 
     On a CUDA machine steps 3 and 5 change nothing: mmengine's launcher
     and DDP wrapper handle GPUs themselves.
