@@ -3,9 +3,10 @@
 The same command as ``mmpsp test`` (``mmpsp/apis/cli.py``).
 """
 import argparse
+import sys
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
-from mmpsp.apis.cli import add_test_args, test
+from mmpsp.apis.cli import add_test_args, run_command
 
 
 def parse_args() -> argparse.Namespace:
@@ -15,9 +16,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    test(parse_args())
+def main() -> int:
+    return run_command('test', parse_args())
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -3,9 +3,10 @@
 The same command as ``mmpsp train`` (``mmpsp/apis/cli.py``).
 """
 import argparse
+import sys
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
-from mmpsp.apis.cli import add_train_args, train
+from mmpsp.apis.cli import add_train_args, run_command
 
 
 def parse_args() -> argparse.Namespace:
@@ -14,9 +15,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    train(parse_args())
+def main() -> int:
+    return run_command('train', parse_args())
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

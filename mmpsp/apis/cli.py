@@ -17,6 +17,7 @@ Examples::
     mmpsp infer my_config.py iter_6000.pth images/ --out masks/
 """
 import argparse
+import os
 import os.path as osp
 import runpy
 import sys
@@ -431,20 +432,33 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace], Optional[object]]] = {
 }
 
 
+def run_command(command: str, args: argparse.Namespace) -> int:
+    """Run ``train``, ``test`` or ``infer``; return the exit status.
+
+    A mistake the user can fix (an mmpsp error, a missing file) ends in one
+    line naming it and the fix, and status 2: a traceback would add nothing.
+    In a process of a multi-process job the error propagates instead, so
+    that the fail-fast hook names the rank and ends the whole job.
+    """
+    from mmpsp.utils.errors import MMPSPError
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        COMMANDS[command](args)
+        return 0
+    try:
+        COMMANDS[command](args)
+    except (MMPSPError, FileNotFoundError) as error:
+        print(f'mmpsp {command}: error: {type(error).__name__}: {error}',
+              file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``mmpsp`` console script."""
     args = build_parser().parse_args(argv)
     if args.command in TOOL_COMMANDS:
         return run_tool(args.script, args.args)
-    from mmpsp.utils.errors import MMPSPError
-    try:
-        COMMANDS[args.command](args)
-    except (MMPSPError, FileNotFoundError) as error:
-        # A setting or a file the user named: the message says what to
-        # change, a traceback would add nothing.
-        print(f'mmpsp {args.command}: error: {error}', file=sys.stderr)
-        return 2
-    return 0
+    return run_command(args.command, args)
 
 
 if __name__ == '__main__':

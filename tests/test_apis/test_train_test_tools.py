@@ -285,8 +285,10 @@ def test_train_fails_early_when_pretrained_weights_are_missing(tmp_path):
     out = run_tool([
         sys.executable, TOOLS / 'train.py', config, '--work-dir',
         tmp_path / 'work'
-    ], expect_rc=1)
-    assert 'PretrainedWeightsError' in out
+    ], expect_rc=2)
+    # One line naming the key and the fixes, no traceback.
+    assert 'Traceback' not in out
+    assert 'mmpsp train: error: PretrainedWeightsError: ' in out
     assert f'model.backbone.init_cfg.checkpoint={str(missing)!r}' in out
     assert '--cfg-options model.backbone.init_cfg=None' in out
     # It stopped before the Runner: nothing was trained or written.

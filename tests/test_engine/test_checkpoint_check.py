@@ -255,8 +255,9 @@ def test_tools_test_refuses_class_mismatch(setup, repo_root):
     # tools/test.py adds mmpsp.CheckpointCheckHook by itself.
     run = _run_test_tool(repo_root, config, setup['wrong'],
                          setup['tmp'] / 'work_wrong')
-    assert run.returncode != 0
-    assert 'CheckpointMismatchError' in run.stderr
+    assert run.returncode == 2
+    assert 'Traceback' not in run.stderr
+    assert 'mmpsp test: error: CheckpointMismatchError: ' in run.stderr
     assert 'checkpoint has 150 classes (decode_head.conv_seg.weight ' \
         '(150, 128, 1, 1)), config num_classes=11' in run.stderr
 

@@ -99,7 +99,8 @@ def test_config_that_does_not_parse(setup, tmp_path):
     proc = run_tool(python_tool('train.py', child), expect_rc=None)
     assert proc.returncode != 0
     out = proc.out
-    assert f'ConfigParseError: config {base}:' in out
+    assert f'mmpsp train: error: ConfigParseError: config {base}:' in out
+    assert 'Traceback' not in out
     assert f'{base} is not valid Python; fix line' in out
     assert f'which {child} inherits through _base_' in out
     assert f"'(' on line {opened}" in out or f'line {opened}' in out

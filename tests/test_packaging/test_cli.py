@@ -121,7 +121,7 @@ def test_missing_config_is_one_line_error(tmp_path, capsys):
     code = cli.main(['train', str(tmp_path / 'missing.py')])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith('mmpsp train: error: config file')
+    assert err.startswith('mmpsp train: error: FileNotFoundError: config file')
     assert 'Traceback' not in err
 
 
