@@ -363,3 +363,38 @@ def test_dcn_goes_to_mmcv_and_is_named_on_mmcv_lite():
     with pytest.raises(MissingOpError, match="type='DCN'.*full mmcv"):
         ResNetV1c(depth=50, dcn=dcn, stage_with_dcn=(False, True, True, True),
                   **TINY)
+
+
+def test_with_cp_per_stage_checkpoints_only_those_stages():
+    plain = ResNetV1c(depth=18, **TINY, **OUTPUT_STRIDES[8])
+    last = ResNetV1c(depth=18, with_cp=(False, False, False, True), **TINY,
+                     **OUTPUT_STRIDES[8])
+    randomize_norms(plain)
+    last.load_state_dict(plain.state_dict())
+    assert [b.with_cp for n in last.res_layers for b in getattr(last, n)] \
+        == [False] * 6 + [True] * 2
+    x = torch.rand(2, 3, 33, 33)
+    calls = []
+    original = torch.utils.checkpoint.checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    torch.utils.checkpoint.checkpoint = counting
+    try:
+        expected, got = _train_step(plain, x), _train_step(last, x)
+    finally:
+        torch.utils.checkpoint.checkpoint = original
+    assert len(calls) == 2
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-6)
+    grads = dict(plain.named_parameters())
+    for name, p in last.named_parameters():
+        torch.testing.assert_close(
+            p.grad, grads[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+    buffers = dict(plain.named_buffers())
+    for name, b in last.named_buffers():
+        torch.testing.assert_close(b, buffers[name], msg=name)
+    with pytest.raises(ValueError, match='one bool per stage'):
+        ResNetV1c(depth=18, with_cp=(True, False), **TINY)

@@ -141,9 +141,11 @@ class ResNetV1c(mmseg_resnet.ResNet):
             "-d8"), 16 is ``(1, 2, 2, 1), (1, 1, 1, 2)``, 32 is ``(1, 2, 2,
             2), (1, 1, 1, 1)``. Defaults to None (``strides`` and
             ``dilations`` as given).
-        with_cp (bool): Activation checkpointing: saves memory, costs a
-            second forward per block. Outputs, gradients and running
-            statistics equal those without it. Defaults to False.
+        with_cp (bool or Sequence[bool]): Activation checkpointing: saves
+            memory, costs a second forward per block. Outputs, gradients and
+            running statistics equal those without it. One bool per stage
+            checkpoints only those stages, e.g. ``(False, False, False,
+            True)`` the last, dilated one. Defaults to False.
         **kwargs: The other arguments of mmseg's ``ResNet`` (``strides``,
             ``dilations``, ``out_indices``, ``norm_cfg``, ``plugins``,
             ``dcn``, ``multi_grid``, ``init_cfg``, ...). ``deep_stem`` and
@@ -171,8 +173,17 @@ class ResNetV1c(mmseg_resnet.ResNet):
                  output_stride: Optional[int] = None,
                  **kwargs) -> None:
         kwargs = self._checked_args(depth, output_stride, kwargs)
-        super().__init__(depth, deep_stem=True, avg_down=False, **kwargs)
+        with_cp = kwargs.pop('with_cp', False)
+        stages_cp = self._stages_with_cp(with_cp,
+                                         kwargs.get('num_stages', 4))
+        super().__init__(
+            depth, deep_stem=True, avg_down=False, with_cp=any(stages_cp),
+            **kwargs)
         self.output_stride = output_stride
+        self.stages_with_cp = stages_cp
+        for name, on in zip(self.res_layers, stages_cp):
+            for block in getattr(self, name):
+                block.with_cp = on
         # mmseg's ResNet zero-initializes the residual branches only for its
         # own block classes (an identity check), so do the same for these.
         if self.zero_init_residual and (kwargs.get('pretrained') is None
@@ -255,6 +266,19 @@ class ResNetV1c(mmseg_resnet.ResNet):
                     f'dilation per block of the last stage ({last_blocks} '
                     f'blocks for depth {depth})')
         return kwargs
+
+    @staticmethod
+    def _stages_with_cp(with_cp, num_stages: int) -> Tuple[bool, ...]:
+        if isinstance(with_cp, bool):
+            return (with_cp, ) * num_stages
+        stages = tuple(with_cp)
+        if len(stages) != num_stages or not all(
+                isinstance(v, bool) for v in stages):
+            raise ArgumentError(
+                f'ResNetV1c: with_cp={with_cp!r} must be a bool or one bool '
+                f'per stage (num_stages={num_stages}), e.g. '
+                '(False, False, False, True)')
+        return stages
 
     @staticmethod
     def _resolve_output_stride(output_stride: int, num_stages: int,
