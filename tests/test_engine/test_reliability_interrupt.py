@@ -40,6 +40,10 @@ SLOW_VAL_HOOK = textwrap.dedent('''
 ''')
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_validation(tmp_path):
     data = write_camvid(tmp_path / 'camvid')
@@ -57,7 +61,11 @@ def test_ctrl_c_during_validation(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, 'tools/train.py', str(config)], cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(tmp_path), OMP_NUM_THREADS='1'),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # As in a terminal: a shell without job control starts background
+        # jobs with SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt; the user's Ctrl-C reaches a default handler.
+        preexec_fn=_sigint_as_in_a_terminal)
     try:
         start = time.monotonic()
         while not marker.exists():
