@@ -221,10 +221,12 @@ def _train_step(net, x):
     return outs
 
 
-@pytest.mark.parametrize('depth', [18, 50])
-def test_with_cp_same_outputs_grads_and_running_stats(depth):
-    plain = ResNetV1c(depth=depth, **TINY, **OUTPUT_STRIDES[8])
-    ckpt = ResNetV1c(depth=depth, with_cp=True, **TINY, **OUTPUT_STRIDES[8])
+def _checkpoint_calls_and_same_training(plain, ckpt) -> int:
+    """Train both a step; assert equal outputs, grads and running stats.
+
+    Returns:
+        int: How many times ``ckpt``'s step called torch's checkpoint.
+    """
     randomize_norms(plain)
     ckpt.load_state_dict(plain.state_dict())
     x = torch.rand(2, 3, 33, 33)
@@ -240,7 +242,6 @@ def test_with_cp_same_outputs_grads_and_running_stats(depth):
         expected, got = _train_step(plain, x), _train_step(ckpt, x)
     finally:
         torch.utils.checkpoint.checkpoint = original
-    assert len(calls) == sum(plain.stage_blocks)
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=0, atol=1e-6)
     grads = dict(plain.named_parameters())
@@ -250,6 +251,15 @@ def test_with_cp_same_outputs_grads_and_running_stats(depth):
     buffers = dict(plain.named_buffers())
     for name, b in ckpt.named_buffers():
         torch.testing.assert_close(b, buffers[name], msg=name)
+    return len(calls)
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_with_cp_same_outputs_grads_and_running_stats(depth):
+    plain = ResNetV1c(depth=depth, **TINY, **OUTPUT_STRIDES[8])
+    ckpt = ResNetV1c(depth=depth, with_cp=True, **TINY, **OUTPUT_STRIDES[8])
+    calls = _checkpoint_calls_and_same_training(plain, ckpt)
+    assert calls == sum(plain.stage_blocks)
 
 
 @pytest.mark.parametrize('frozen_stages', [0, 2])
@@ -369,32 +379,8 @@ def test_with_cp_per_stage_checkpoints_only_those_stages():
     plain = ResNetV1c(depth=18, **TINY, **OUTPUT_STRIDES[8])
     last = ResNetV1c(depth=18, with_cp=(False, False, False, True), **TINY,
                      **OUTPUT_STRIDES[8])
-    randomize_norms(plain)
-    last.load_state_dict(plain.state_dict())
     assert [b.with_cp for n in last.res_layers for b in getattr(last, n)] \
         == [False] * 6 + [True] * 2
-    x = torch.rand(2, 3, 33, 33)
-    calls = []
-    original = torch.utils.checkpoint.checkpoint
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    torch.utils.checkpoint.checkpoint = counting
-    try:
-        expected, got = _train_step(plain, x), _train_step(last, x)
-    finally:
-        torch.utils.checkpoint.checkpoint = original
-    assert len(calls) == 2
-    for e, g in zip(expected, got):
-        torch.testing.assert_close(g, e, rtol=0, atol=1e-6)
-    grads = dict(plain.named_parameters())
-    for name, p in last.named_parameters():
-        torch.testing.assert_close(
-            p.grad, grads[name].grad, rtol=1e-5, atol=1e-6, msg=name)
-    buffers = dict(plain.named_buffers())
-    for name, b in last.named_buffers():
-        torch.testing.assert_close(b, buffers[name], msg=name)
+    assert _checkpoint_calls_and_same_training(plain, last) == 2
     with pytest.raises(ValueError, match='one bool per stage'):
         ResNetV1c(depth=18, with_cp=(True, False), **TINY)
