@@ -5,8 +5,9 @@ mmseg 1.2.2 imports a few names from ``mmcv.ops`` at import time
 them. ``mmcv.ops/__init__.py`` loads the compiled extension ``mmcv._ext``,
 which ``mmcv-lite`` does not ship, so ``import mmseg.models`` fails there.
 
-When, and only when, ``mmcv._ext`` is missing,
-:func:`install_mmcv_ops_fallback` puts a small stand-in module at ``mmcv.ops``
+When, and only when, ``mmcv._ext`` is missing, the first import of
+``mmcv.ops`` after :func:`install_mmcv_ops_finder` (run by ``import mmpsp``,
+which itself imports neither mmcv nor torch) gets a small stand-in module
 that offers:
 
 - ``point_sample`` and the other pure-Python helpers of mmcv's own
@@ -31,13 +32,13 @@ import importlib.util
 import os.path as osp
 import sys
 import types
-from typing import Optional, Sequence, Union
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from mmpsp.utils.errors import MMPSPError
+from mmpsp.utils.import_hooks import when_imported
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 # Names that mmcv.ops/__init__ would export from its pure-Python files and that
 # need no compiled code. Each maps to the mmcv.ops submodule defining it.
@@ -126,6 +127,7 @@ class _OpsSubmoduleFinder(importlib.abc.MetaPathFinder):
 
 def _register_missing_ops() -> None:
     """Put a stand-in under each name mmcv's compiled modules register."""
+    import torch
     from mmengine.registry import MODELS
 
     for name, (module, cls) in _REGISTERED_OPS.items():
@@ -143,12 +145,17 @@ def _register_missing_ops() -> None:
         MODELS.register_module(name=name, module=stand_in)
 
 
-def sigmoid_focal_loss(input: Tensor,
-                       target: Tensor,
+def _register_missing_ops_without_ext(cnn: types.ModuleType) -> None:
+    if not has_compiled_mmcv_ops():
+        _register_missing_ops()
+
+
+def sigmoid_focal_loss(input: 'Tensor',
+                       target: 'Tensor',
                        gamma: float = 2.0,
                        alpha: float = 0.25,
-                       weight: Optional[Tensor] = None,
-                       reduction: str = 'mean') -> Tensor:
+                       weight: Optional['Tensor'] = None,
+                       reduction: str = 'mean') -> 'Tensor':
     """Sigmoid focal loss with the signature and results of mmcv's CUDA op.
 
     Args:
@@ -167,6 +174,9 @@ def sigmoid_focal_loss(input: Tensor,
     Returns:
         Tensor: The loss, of shape (N, C) for ``reduction='none'``.
     """
+    import torch
+    import torch.nn.functional as F
+
     if reduction not in ('none', 'mean', 'sum'):
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', "
                          f'got {reduction!r}')
@@ -241,8 +251,57 @@ def has_compiled_mmcv_ops() -> bool:
         return False
 
 
+class _OpsStandInLoader:
+    """Makes the ``mmcv.ops`` stand-in and routes its submodules and the
+    compiled ops' registry names to :class:`MissingOpError`."""
+
+    def __init__(self, package_dir: str) -> None:
+        self.package_dir = package_dir
+
+    def create_module(self, spec) -> types.ModuleType:
+        return _make_ops_module(self.package_dir)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        sys.meta_path.insert(0, _OpsSubmoduleFinder(self.package_dir))
+        _register_missing_ops()
+
+
+class _OpsFinder(importlib.abc.MetaPathFinder):
+    """Answers the import of ``mmcv.ops`` with the stand-in when
+    ``mmcv._ext`` is missing, and leaves it to mmcv otherwise."""
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]],
+                  target: Optional[types.ModuleType] = None):
+        if fullname != 'mmcv.ops' or has_compiled_mmcv_ops():
+            return None
+        package_dir = osp.join(list(sys.modules['mmcv'].__path__)[0], 'ops')
+        spec = importlib.machinery.ModuleSpec(
+            fullname, _OpsStandInLoader(package_dir), origin=__file__,
+            is_package=True)
+        spec.submodule_search_locations = [package_dir]
+        return spec
+
+
+def install_mmcv_ops_finder() -> None:
+    """Give the next import of ``mmcv.ops`` the stand-in if ``mmcv._ext``
+    is missing; imports nothing itself.
+
+    Raises:
+        ImportError: mmcv (lite or full) is not installed.
+    """
+    if importlib.util.find_spec('mmcv') is None:
+        raise ImportError(
+            'mmpsp needs mmcv: pip install "mmcv-lite>=2.0.0,<2.2.0" '
+            '(or full mmcv, see README)')
+    if not any(isinstance(finder, _OpsFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _OpsFinder())
+        # mmcv's conv and norm builders look the compiled ops' names up
+        # whether or not mmcv.ops was imported.
+        when_imported('mmcv.cnn', _register_missing_ops_without_ext)
+
+
 def install_mmcv_ops_fallback() -> bool:
-    """Install the ``mmcv.ops`` stand-in when ``mmcv._ext`` is missing.
+    """Install the ``mmcv.ops`` stand-in now when ``mmcv._ext`` is missing.
 
     Returns:
         bool: True if the stand-in is (now) in place, False when full mmcv
@@ -253,16 +312,6 @@ def install_mmcv_ops_fallback() -> bool:
         return bool(getattr(existing, 'MMPSP_FALLBACK', False))
     if has_compiled_mmcv_ops():
         return False
-    spec = importlib.util.find_spec('mmcv')
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            'mmpsp needs mmcv: pip install "mmcv-lite>=2.0.0,<2.2.0" '
-            '(or full mmcv, see README)')
-    import mmcv
-    package_dir = f'{list(spec.submodule_search_locations)[0]}/ops'
-    ops = _make_ops_module(package_dir)
-    sys.modules['mmcv.ops'] = ops
-    mmcv.ops = ops
-    sys.meta_path.insert(0, _OpsSubmoduleFinder(package_dir))
-    _register_missing_ops()
-    return True
+    install_mmcv_ops_finder()
+    import mmcv.ops
+    return bool(getattr(mmcv.ops, 'MMPSP_FALLBACK', False))

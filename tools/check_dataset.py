@@ -10,7 +10,7 @@ import sys
 from mmengine.config import Config
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
-from mmpsp.apis.launch import CfgOptionsAction
+from mmpsp.apis.cli import CfgOptionsAction
 from mmpsp.engine import ConfigCheckError, check_dataset
 from mmpsp.engine.checks.data_check import ON_CORRUPT, SPLITS
 

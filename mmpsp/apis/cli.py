@@ -23,7 +23,8 @@ import runpy
 import sys
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
-from mmpsp.apis.launch import CfgOptionsAction
+from mmengine.config import DictAction
+
 from mmpsp.utils.config_scope import mim_dir, resolve_config_name
 
 if TYPE_CHECKING:
@@ -39,6 +40,26 @@ TOOL_COMMANDS = {
     'demo': ('demo.py', 'train and evaluate PSPNet against an FCN baseline '
              'on generated scenes, on CPU'),
 }
+
+
+class CfgOptionsAction(DictAction):
+    """``--cfg-options KEY=VALUE ...`` that names an item without ``=``.
+
+    mmengine's ``DictAction`` fails on ``train_cfg.max_iters`` (no value)
+    with ``ValueError: not enough values to unpack`` from inside argparse.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        """Check every item, then parse them as ``DictAction`` does."""
+        for item in values:
+            key, sep, _ = item.partition('=')
+            if not sep or not key:
+                raise argparse.ArgumentError(
+                    self, f'{item!r} is not KEY=VALUE; write e.g. '
+                    f"{(key or 'train_cfg.max_iters')}=1000 (quote values "
+                    'with spaces or brackets: "model.data_preprocessor.'
+                    'size=(64,64)")')
+        super().__call__(parser, namespace, values, option_string)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +121,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
         metavar='CHECKPOINT',
         help='resume from CHECKPOINT, or alone: from the latest checkpoint '
         'in the work dir')
-    from mmpsp.apis.launch import add_launch_args
+    from mmpsp.apis.launchers import add_launch_args
     add_common_args(parser)
     add_launch_args(parser)
 
@@ -133,7 +154,7 @@ def add_test_args(parser: argparse.ArgumentParser) -> None:
         action='store_true',
         help='test-time augmentation: the config\'s tta_pipeline '
         '(multi-scale + flip) and tta_model')
-    from mmpsp.apis.launch import add_launch_args
+    from mmpsp.apis.launchers import add_launch_args
     add_common_args(parser)
     add_launch_args(parser)
 
@@ -287,7 +308,7 @@ def note_progress(cfg: 'Config', stage: str) -> Optional[str]:
 
 def train(args: argparse.Namespace) -> None:
     """Run ``mmpsp train`` / ``tools/train.py`` with parsed arguments."""
-    from mmpsp.apis.launch import set_local_rank
+    from mmpsp.apis.launchers import set_local_rank
     from mmpsp.apis.train import build_train_config, run_train
 
     set_local_rank(args.local_rank)
@@ -312,7 +333,7 @@ def test(args: argparse.Namespace) -> Dict[str, float]:
     """Run ``mmpsp test`` / ``tools/test.py``; print and return metrics."""
     from mmengine.dist import is_main_process
 
-    from mmpsp.apis.launch import set_local_rank
+    from mmpsp.apis.launchers import set_local_rank
     from mmpsp.apis.test import build_test_config, run_test
 
     set_local_rank(args.local_rank)

@@ -8,7 +8,6 @@ Runner is built: on CPU it starts the process group itself with ``gloo``, so
 the Runner finds it initialised and skips its own launcher, and it asks for
 DDP without device ids. On GPU it leaves everything to mmengine.
 """
-import argparse
 import datetime
 import os
 import os.path as osp
@@ -17,7 +16,7 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
@@ -27,8 +26,7 @@ from mmpsp.utils.config_tree import LOADER_KEYS, walk_dicts
 from mmpsp.utils.errors import MMPSPError
 
 from .fail_fast import install_fail_fast
-
-LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+from .launchers import LAUNCHERS
 
 
 class LaunchEnvironmentError(MMPSPError, KeyError):
@@ -269,55 +267,3 @@ def adapt_to_machine(cfg: Config) -> None:
         f'{launcher} launcher without CUDA: env_cfg.dist_cfg.backend=gloo, '
         'process group started here, model_wrapper_cfg='
         f'{dict(wrapper)}', logger='current')
-
-
-class CfgOptionsAction(DictAction):
-    """``--cfg-options KEY=VALUE ...`` that names an item without ``=``.
-
-    mmengine's ``DictAction`` fails on ``train_cfg.max_iters`` (no value)
-    with ``ValueError: not enough values to unpack`` from inside argparse.
-    """
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        """Check every item, then parse them as ``DictAction`` does."""
-        for item in values:
-            key, sep, _ = item.partition('=')
-            if not sep or not key:
-                raise argparse.ArgumentError(
-                    self, f'{item!r} is not KEY=VALUE; write e.g. '
-                    f"{(key or 'train_cfg.max_iters')}=1000 (quote values "
-                    'with spaces or brackets: "model.data_preprocessor.'
-                    'size=(64,64)")')
-        super().__call__(parser, namespace, values, option_string)
-
-
-def set_local_rank(local_rank: int) -> None:
-    """Export ``LOCAL_RANK`` from ``--local_rank`` when the launcher did not.
-
-    ``torch.distributed.launch`` passes ``--local-rank``; torchrun exports
-    the variable, which then wins.
-
-    Args:
-        local_rank (int): The value given on the command line.
-    """
-    os.environ.setdefault('LOCAL_RANK', str(local_rank))
-
-
-def add_launch_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--launcher`` and ``--local_rank`` to a tool's argument parser.
-
-    Args:
-        parser (argparse.ArgumentParser): The tool's parser.
-    """
-    parser.add_argument(
-        '--launcher',
-        choices=LAUNCHERS,
-        default='none',
-        help='how the processes were started (tools/dist_*.sh use pytorch, '
-        'tools/slurm_*.sh use slurm)')
-    parser.add_argument(
-        '--local_rank',
-        '--local-rank',
-        type=int,
-        default=0,
-        help='set by torch.distributed.launch; torchrun uses LOCAL_RANK')

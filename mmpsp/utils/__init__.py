@@ -2,18 +2,20 @@
 
 Rule: pure functions and base classes with no knowledge of a Runner or a
 config layout beyond mmengine's; nothing here imports from other mmpsp
-folders.
+folders. Names are imported on first use (:mod:`.lazy`).
 """
-from .config_tree import LOADER_KEYS, dataset_tree, leaf_datasets, walk_dicts
-from .errors import ConfigKeyError, MMPSPError
-from .model import unwrap_model
-from .safe_load import (
-    allow_mmengine_checkpoint_globals,
-    checkpoint_safe_globals,
-)
+from .lazy import lazy_exports
 
-__all__ = [
-    'LOADER_KEYS', 'ConfigKeyError', 'MMPSPError',
-    'allow_mmengine_checkpoint_globals', 'checkpoint_safe_globals',
-    'dataset_tree', 'leaf_datasets', 'unwrap_model', 'walk_dicts'
-]
+_EXPORTS = {
+    'LOADER_KEYS': '.config_tree',
+    'dataset_tree': '.config_tree',
+    'leaf_datasets': '.config_tree',
+    'walk_dicts': '.config_tree',
+    'ConfigKeyError': '.errors',
+    'MMPSPError': '.errors',
+    'unwrap_model': '.model',
+    'allow_mmengine_checkpoint_globals': '.safe_load',
+    'checkpoint_safe_globals': '.safe_load',
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

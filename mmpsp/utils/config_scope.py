@@ -3,8 +3,9 @@
 mmengine resolves ``scope::path`` only for the scopes in its table
 ``mmengine.config.utils.MODULE2PACKAGE`` and then reads
 ``<package dir>/.mim/configs/<path>``. :func:`register_config_scope` adds
-``mmpsp`` to that table; ``import mmpsp`` calls it, so every mmpsp entry point
-(the ``mmpsp`` command, ``tools/*.py``, the Python API) resolves such bases.
+``mmpsp`` to that table when mmengine's config module is imported (now, if
+it already is); ``import mmpsp`` calls it, so every mmpsp entry point (the
+``mmpsp`` command, ``tools/*.py``, the Python API) resolves such bases.
 
 The table maps a scope to the name mmengine looks up with
 ``pkg_resources.get_distribution`` first. For an editable install that lookup
@@ -26,8 +27,9 @@ What mmengine 0.10 still cannot do, and why:
   ``mmpsp::`` base fails; run it with ``mmpsp train`` or ``tools/train.py``.
 """
 import os.path as osp
+import types
 
-from mmengine.config import utils as config_utils
+from .import_hooks import when_imported
 
 SCOPE = 'mmpsp'
 # A module directly inside the mmpsp package and not a distribution name: see
@@ -35,9 +37,13 @@ SCOPE = 'mmpsp'
 LOOKUP_MODULE = 'mmpsp.registry'
 
 
+def _add_scope(config_utils: types.ModuleType) -> None:
+    config_utils.MODULE2PACKAGE.setdefault(SCOPE, LOOKUP_MODULE)
+
+
 def register_config_scope() -> None:
     """Make ``mmpsp::`` config names resolvable in this process."""
-    config_utils.MODULE2PACKAGE.setdefault(SCOPE, LOOKUP_MODULE)
+    when_imported('mmengine.config.utils', _add_scope)
 
 
 def mim_dir() -> str:

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 import mmpsp  # noqa: F401  (before mmseg.models, see mmpsp/mmcv_lite.py)
-from mmpsp.apis.launch import CfgOptionsAction
+from mmpsp.apis.cli import CfgOptionsAction
 from mmpsp.deploy import (
     DEFAULT_OPSET,
     OUTPUTS,
