@@ -10,7 +10,7 @@ import sys
 from mmengine.config import Config
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
-from mmpsp.apis.cli import CfgOptionsAction
+from mmpsp.apis.cli import add_common_args, apply_data_root
 from mmpsp.engine import ConfigCheckError, check_dataset
 from mmpsp.engine.checks.data_check import ON_CORRUPT, SPLITS
 
@@ -30,11 +30,7 @@ def parse_args() -> argparse.Namespace:
         choices=ON_CORRUPT,
         default='stop',
         help='at an unreadable file: stop, or log it, skip it and go on')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=CfgOptionsAction,
-        help='override config settings, key=value pairs')
+    add_common_args(parser)
     return parser.parse_args()
 
 
@@ -47,6 +43,7 @@ def main() -> int:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    apply_data_root(cfg, args)
     try:
         report = check_dataset(
             cfg,

@@ -226,6 +226,21 @@ def test_missing_folders(where: str, tmp_path, capsys):
     assert where in err
 
 
+def test_missing_data_root_names_data_root_option_that_fixes_it(
+        tmp_path, capsys):
+    root = write_dataset(tmp_path / 'data')
+    ds = dataset_cfg(root)
+    ds['data_root'] = str(tmp_path / 'nowhere')
+    config = write_config(root, tmp_path / 'c.py', dataset=ds)
+    status, _, err = run_tool(capsys, config)
+    assert status == 1
+    assert '--data-root /path/to/data' in err
+    # The option it names points every dataset at the data.
+    status, out, _ = run_tool(capsys, config, '--data-root', root)
+    assert status == 0, out
+    assert 'train: 4 samples, 4 checked, 0 error(s)' in out
+
+
 @pytest.mark.parametrize('heads', [(NUM, NUM + 1), (NUM + 2, NUM + 2)])
 def test_num_classes_disagree(heads, tmp_path, capsys):
     root = write_dataset(tmp_path / 'data')

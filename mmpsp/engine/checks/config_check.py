@@ -123,8 +123,9 @@ def check_data_roots(cfg: Config, splits: Sequence[str] = SPLITS) -> None:
                 raise ConfigCheckError(
                     f'{key}.dataset.data_root={root!r} does not exist '
                     f'(resolved: {osp.abspath(root)}); prepare the dataset '
-                    'there or pass --cfg-options '
-                    f'{key}.dataset.data_root=/path/to/data')
+                    'there, or pass --data-root /path/to/data (every '
+                    "dataset of the config) or --cfg-options "
+                    f'{key}.dataset.data_root=/path/to/data (this one)')
 
 
 def _heads(cfg: Config) -> List[Tuple[str, ConfigDict]]:
