@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from memory_benchmark import build_segmentor, largest_batch
+from memory_benchmark import build_segmentor, cpu_description, largest_batch
 
 GB = 2**30
 # R18-D8 with narrow heads: a training step takes well under a second.
@@ -87,6 +87,9 @@ def test_memory_mode_runs_on_cpu(repo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     assert 'allocator accounting' in text and 'high-water' in text
+    # CPU figures name the vector units they were measured with.
+    assert 'torch CPU capability ' in text.splitlines()[0]
+    assert 'native bf16: ' in text.splitlines()[0]
     assert '| variant | batch | peak MiB |' in text
     assert '| variant | batch | peak GiB |' in text
     report = json.loads(out.read_text())
@@ -134,3 +137,16 @@ def test_memory_mode_names_a_missing_config(repo_root):
     assert proc.returncode == 2
     assert '--config configs/no_such_config.py: no such file' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_cpu_description_reads_model_and_bf16_flags(tmp_path):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('model name\t: Example CPU 9000\n'
+                       'flags\t\t: fpu avx2 fma\n')
+    text = cpu_description(str(cpuinfo))
+    assert text.startswith('Example CPU 9000, ')
+    assert text.endswith('native bf16: no')
+    cpuinfo.write_text('model name\t: Example CPU 9001\n'
+                       'flags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n')
+    assert cpu_description(str(cpuinfo)).endswith(
+        'native bf16: amx_bf16, avx512_bf16')

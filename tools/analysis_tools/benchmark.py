@@ -34,6 +34,7 @@ from data_profile import (
 from memory_benchmark import (
     LOSS_VARIANTS,
     STEP_VARIANTS,
+    cpu_description,
     run_memory_benchmark,
 )
 from mmengine.config import DictAction
@@ -247,7 +248,7 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = True
         name = torch.cuda.get_device_name(device)
     else:
-        name = 'CPU'
+        name = cpu_description()
     settings = args.settings or (list(SETTINGS)
                                  if device.type == 'cuda' else ['fp32'])
     model = (args.config if args.config else

@@ -50,6 +50,7 @@ import argparse
 import ctypes
 import json
 import os
+import platform
 import resource
 import selectors
 import statistics
@@ -650,6 +651,30 @@ def _fmt_bytes(value: Optional[float], unit: str = 'MiB') -> str:
         f'{value / scale:.1f} {unit}'
 
 
+def cpu_description(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """The CPU a figure was measured on: model, cores and vector units.
+
+    CPU times depend on the vector instructions torch uses (its CPU
+    capability) and bfloat16 ones on native bf16 support, so every CPU
+    figure comes with both.
+    """
+    model, flags = platform.processor() or 'unknown CPU', set()
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name':
+                    model = value.strip()
+                elif key.strip() == 'flags':
+                    flags.update(value.split())
+    except OSError:
+        pass
+    bf16 = sorted(flags & {'avx512_bf16', 'amx_bf16'})
+    return (f'{model}, {os.cpu_count()} cores, torch CPU capability '
+            f'{torch.backends.cpu.get_cpu_capability()}, native bf16: '
+            f'{", ".join(bf16) if bf16 else "no"}')
+
+
 def memory_method(device: str) -> str:
     if device == 'cpu':
         return ('peak = torch CPU allocator accounting (profiler memory '
@@ -717,7 +742,8 @@ def run_memory_benchmark(args: argparse.Namespace,
     threads = args.threads or torch.get_num_threads()
     report: dict = dict(device=device, threads=threads, loss=[], step=[],
                         search={})
-    header = (f'memory mode: {device}, torch {torch.__version__}, '
+    where = cpu_description() if device == 'cpu' else device
+    header = (f'memory mode: {where}, torch {torch.__version__}, '
               f'{threads} threads; one fresh process per variant; timed '
               'steps interleaved across the variants, median of '
               f'{args.loss_repeats} (loss path) and {args.repeats} '
