@@ -20,13 +20,6 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent.resolve()
 MMCV_CHOICES = {'lite': 'mmcv', 'full': 'mmcv_full'}
-# mmengine's `mmpsp::NAME` needs a folder in NAME, so `configs/pspnet/` also
-# holds one alias per top-level config (`mmpsp::pspnet/NAME.py`).
-ALIAS_FOLDER = 'pspnet'
-ALIAS_TEXT = (
-    "# An alias, so that `mmpsp::{folder}/<this file's name>` resolves:\n"
-    "# mmengine's `scope::` config names need a folder.\n"
-    "_base_ = '../{name}'\n")
 
 
 def read_requirements(name: str) -> list:
@@ -71,31 +64,15 @@ def _place(src: Path, dst: Path, link: bool) -> None:
 def write_mim_tree(root: Path, mim: Path, link: bool) -> None:
     """Fill ``mim`` with ``root``'s configs, tools and model index.
 
-    ``mim/configs/<entry>`` for every entry of ``root/configs`` except the
-    alias folder, which is a real folder holding its own entries plus one
-    alias config per top-level config. Links (``link=True``, editable
-    installs) or copies (wheels).
+    Links (``link=True``, editable installs) or copies (wheels).
     """
     if mim.is_symlink() or mim.is_file():
         mim.unlink()
     elif mim.exists():
         shutil.rmtree(mim)
-    configs = root / 'configs'
-    (mim / 'configs' / ALIAS_FOLDER).mkdir(parents=True)
-    for entry in sorted(configs.iterdir()):
-        if entry.name == ALIAS_FOLDER or entry.name == '__pycache__':
-            continue
-        _place(entry, mim / 'configs' / entry.name, link)
-    alias_dir = mim / 'configs' / ALIAS_FOLDER
-    if (configs / ALIAS_FOLDER).is_dir():
-        for entry in sorted((configs / ALIAS_FOLDER).iterdir()):
-            _place(entry, alias_dir / entry.name, link)
-    for config in sorted(configs.glob('*.py')):
-        if not (alias_dir / config.name).exists():
-            (alias_dir / config.name).write_text(ALIAS_TEXT.format(
-                folder=ALIAS_FOLDER, name=config.name))
-    _place(root / 'tools', mim / 'tools', link)
-    _place(root / 'model-index.yml', mim / 'model-index.yml', link)
+    mim.mkdir(parents=True)
+    for name in ('configs', 'tools', 'model-index.yml'):
+        _place(root / name, mim / name, link)
 
 
 class BuildPy(build_py):

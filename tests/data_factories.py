@@ -26,7 +26,7 @@ from mmengine.config import Config, DictAction
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'
+CONFIG = REPO / 'configs' / 'pspnet' / 'pspnet_r18-d8_camvid-360x480.py'
 TOOLS = REPO / 'tools'
 IMG_H, IMG_W = 60, 80
 CROP = 48

@@ -25,18 +25,19 @@ from mmpsp.engine.checks.pretrained_check import (
 from mmpsp.registry import DATASETS, MODELS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+PSP_DIR = CONFIG_DIR / 'pspnet'
 ALL_CONFIGS = sorted(CONFIG_DIR.rglob('*.py'))
 TOP_LEVEL = sorted(p for p in ALL_CONFIGS if '_base_' not in p.parts)
 
 # Configs other packages and scripts refer to by name.
 REQUIRED = [
-    'pspnet_r50-d8_ade20k.py',
-    'pspnet_r18-d8_camvid-360x480.py',
-    'pspnet_r101-d8_4xb4-160k_ade20k-512x512.py',
-    'pspnet_r50-d16_ade20k.py',
-    'pspnet_r50-d8_4xb4-150k_ade20k-473x473_paper.py',
-    'pspnet_r50-d8_4xb4-30k_voc12aug-473x473_paper.py',
-    'pspnet_r50-d8_8xb2-90k_cityscapes-713x713_paper.py',
+    'pspnet/pspnet_r50-d8_ade20k.py',
+    'pspnet/pspnet_r18-d8_camvid-360x480.py',
+    'pspnet/pspnet_r101-d8_4xb4-160k_ade20k-512x512.py',
+    'pspnet/pspnet_r50-d16_ade20k.py',
+    'pspnet/pspnet_r50-d8_4xb4-150k_ade20k-473x473_paper.py',
+    'pspnet/pspnet_r50-d8_4xb4-30k_voc12aug-473x473_paper.py',
+    'pspnet/pspnet_r50-d8_8xb2-90k_cityscapes-713x713_paper.py',
     '_base_/default_runtime.py',
     '_base_/models/pspnet_r50-d8.py',
     '_base_/datasets/camvid.py',
@@ -53,7 +54,8 @@ MMSEG_PSPNET = Path(mmseg.__file__).parent / '.mim' / 'configs' / 'pspnet'
 # Our config -> mmseg's config of the same recipe.
 MMSEG_TWINS = {
     p.name: MMSEG_PSPNET / p.name
-    for p in TOP_LEVEL if (MMSEG_PSPNET / p.name).is_file()
+    for p in TOP_LEVEL
+    if p.parent == PSP_DIR and (MMSEG_PSPNET / p.name).is_file()
 }
 MMSEG_TWINS['pspnet_r50-d8_ade20k.py'] = (
     MMSEG_PSPNET / 'pspnet_r50-d8_4xb4-80k_ade20k-512x512.py')
@@ -98,7 +100,7 @@ def test_config_inventory():
     # The 31 dataset/schedule/ablation configs (the demo's scenes configs
     # and configs/reuse/ are counted by their own tests).
     ours = [p for p in TOP_LEVEL
-            if p.parent == CONFIG_DIR and 'scenes' not in p.name]
+            if p.parent == PSP_DIR and 'scenes' not in p.name]
     assert len(ours) == 31, [p.name for p in ours]
 
 
@@ -111,8 +113,8 @@ def test_config_loads_and_builds(path):
         return
     model = _build(cfg)
     assert model.decode_head.num_classes == cfg.model.decode_head.num_classes
-    if path.parent == CONFIG_DIR and path.name.startswith('pspnet_'):
-        # Top-level PSPNet configs resolve the package's own modules.
+    if path.parent == PSP_DIR and path.name.startswith('pspnet_'):
+        # configs/pspnet/'s configs resolve the package's own modules.
         assert type(model.decode_head).__module__.startswith('mmpsp.')
         assert type(model.backbone).__module__.startswith('mmpsp.')
         assert 'train_dataloader' in cfg and 'param_scheduler' in cfg
@@ -161,7 +163,7 @@ def test_train_pipeline_uses_the_fast_transforms(path):
 
 
 def test_runtime_scope_and_tta_model():
-    cfg = _load(CONFIG_DIR / 'pspnet_r50-d8_ade20k.py')
+    cfg = _load(PSP_DIR / 'pspnet_r50-d8_ade20k.py')
     assert cfg.default_scope == 'mmpsp'
     assert cfg.tta_model.type == 'SegTTAModel'
     assert cfg.train_dataloader.batch_size == 4
@@ -175,7 +177,7 @@ def test_runtime_scope_and_tta_model():
 
 
 def test_from_scratch_switch():
-    cfg = _load(CONFIG_DIR / 'pspnet_r50-d8_ade20k.py')
+    cfg = _load(PSP_DIR / 'pspnet_r50-d8_ade20k.py')
     cfg.merge_from_dict({'model.backbone.init_cfg': None})
     assert cfg.model.backbone.init_cfg is None
     model = _build(cfg)
@@ -186,7 +188,7 @@ def test_from_scratch_switch():
 
 
 def test_camvid_config_matches_reference_recipe():
-    cfg = _load(CONFIG_DIR / 'pspnet_r18-d8_camvid-360x480.py')
+    cfg = _load(PSP_DIR / 'pspnet_r18-d8_camvid-360x480.py')
     assert cfg.model.backbone.depth == 18
     assert cfg.model.backbone.init_cfg is None
     assert cfg.model.decode_head.channels == 128
@@ -209,7 +211,7 @@ def test_camvid_config_matches_reference_recipe():
 
 
 def test_camvid_model_forward_loss_ignores_void():
-    cfg = _load(CONFIG_DIR / 'pspnet_r18-d8_camvid-360x480.py')
+    cfg = _load(PSP_DIR / 'pspnet_r18-d8_camvid-360x480.py')
     model = _build(cfg, meta=False)
     head = model.decode_head
     assert head.ignore_index == 255 == model.auxiliary_head.ignore_index
@@ -238,7 +240,7 @@ def test_camvid_model_forward_loss_ignores_void():
 @pytest.mark.parametrize('name,stride', [('pspnet_r50-d8_ade20k.py', 8),
                                          ('pspnet_r50-d16_ade20k.py', 16)])
 def test_output_stride(name, stride):
-    cfg = _load(CONFIG_DIR / name)
+    cfg = _load(PSP_DIR / name)
     model = _build(cfg, meta=False).eval()
     with torch.no_grad():
         feats = model.backbone(torch.rand(1, 3, 64, 64))
@@ -247,21 +249,21 @@ def test_output_stride(name, stride):
 
 
 def test_ablation_diffs():
-    head = _build(_load(CONFIG_DIR / 'pspnet_r50-d8_ade20k_b1.py'))
+    head = _build(_load(PSP_DIR / 'pspnet_r50-d8_ade20k_b1.py'))
     assert tuple(head.decode_head.pool_scales) == (1, )
-    cfg = _load(CONFIG_DIR / 'pspnet_r50-d8_ade20k_max.py')
+    cfg = _load(PSP_DIR / 'pspnet_r50-d8_ade20k_max.py')
     assert cfg.model.decode_head.pool_type == 'max'
     pools = [m for m in _build(cfg).decode_head.modules()
              if 'Pool' in type(m).__name__]
     assert pools and all('Max' in type(m).__name__ for m in pools)
-    cfg = _load(CONFIG_DIR / 'pspnet_r50-d8_ade20k_no-dr.py')
-    dr = _build(_load(CONFIG_DIR / 'pspnet_r50-d8_ade20k.py')).decode_head
+    cfg = _load(PSP_DIR / 'pspnet_r50-d8_ade20k_no-dr.py')
+    dr = _build(_load(PSP_DIR / 'pspnet_r50-d8_ade20k.py')).decode_head
     no_dr = _build(cfg).decode_head
     n_dr = sum(p.numel() for p in dr.parameters())
     n_no_dr = sum(p.numel() for p in no_dr.parameters())
     # Without reduction each branch keeps 2048 channels: a wider bottleneck.
     assert n_no_dr > n_dr
-    cfg = _load(CONFIG_DIR / 'pspnet_r50-d8_ade20k_aux0.py')
+    cfg = _load(PSP_DIR / 'pspnet_r50-d8_ade20k_aux0.py')
     assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.0
     assert cfg.model.decode_head.loss_decode.loss_weight == 1.0
 
@@ -272,7 +274,7 @@ def test_ablation_diffs():
     ('pspnet_r50-d8_8xb2-90k_cityscapes-713x713_paper.py', 713, 90000, 1e-4),
 ])
 def test_paper_recipe(name, crop, iters, wd):
-    cfg = _load(CONFIG_DIR / name)
+    cfg = _load(PSP_DIR / name)
     n_gpus, per_gpu = (int(x) for x in name.split('_')[2].split('-')[0]
                        .split('xb'))
     assert n_gpus * cfg.train_dataloader.batch_size == 16
@@ -300,7 +302,7 @@ def test_paper_recipe(name, crop, iters, wd):
 
 def test_pretrained_resolution_and_offline_message(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
-    cfg = Config.fromfile(str(CONFIG_DIR / 'pspnet_r50-d8_ade20k.py'))
+    cfg = Config.fromfile(str(PSP_DIR / 'pspnet_r50-d8_ade20k.py'))
     found = find_pretrained(cfg.model)
     assert found == [('model.backbone.init_cfg', 'open-mmlab://resnet50_v1c')]
     url, local = resolve_checkpoint(found[0][1])
@@ -320,7 +322,7 @@ def test_pretrained_resolution_and_offline_message(tmp_path, monkeypatch):
 
     # From scratch (CamVid) needs nothing.
     check_pretrained(Config.fromfile(
-        str(CONFIG_DIR / 'pspnet_r18-d8_camvid-360x480.py')), offline=True)
+        str(PSP_DIR / 'pspnet_r18-d8_camvid-360x480.py')), offline=True)
     cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'missing.pth')
     with pytest.raises(PretrainedWeightsError, match='missing.pth'):
         check_pretrained(cfg, offline=False)
@@ -365,7 +367,7 @@ def _normalise(x):
 
 @pytest.mark.parametrize('name', sorted(MMSEG_TWINS))
 def test_same_recipe_as_mmseg(name):
-    ours = Config.fromfile(str(CONFIG_DIR / name)).to_dict()
+    ours = Config.fromfile(str(PSP_DIR / name)).to_dict()
     ref = Config.fromfile(str(MMSEG_TWINS[name])).to_dict()
     # mmseg names the ImageNet weights with the deprecated model-level
     # ``pretrained``; we use the backbone's init_cfg.

@@ -15,8 +15,8 @@ from mmpsp.demo.scenes import CLASSES
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                    'configs')
-PSPNET = osp.join(CONFIGS, 'pspnet_r18-d8_scenes-demo.py')
-FCN = osp.join(CONFIGS, 'fcn_r18-d8_scenes-demo.py')
+PSPNET = osp.join(CONFIGS, 'pspnet', 'pspnet_r18-d8_scenes-demo.py')
+FCN = osp.join(CONFIGS, 'fcn', 'fcn_r18-d8_scenes-demo.py')
 
 
 def parse_args(argv=None) -> argparse.Namespace:

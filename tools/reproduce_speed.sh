@@ -25,7 +25,7 @@ WORKERS=${WORKERS:-12}
 TOOLS=$(dirname "$0")
 # PYTHON: the environment variable, else `python` on PATH; must have torch.
 . "$TOOLS/check_python.sh"
-CONFIG=$TOOLS/../configs/pspnet_r18-d8_camvid-360x480.py
+CONFIG=$TOOLS/../configs/pspnet/pspnet_r18-d8_camvid-360x480.py
 if [ ! -d "$CAMVID/images/train" ]; then
     echo "$CAMVID has no images/train: pass the CamVid root (layout in docs/datasets.md)" >&2
     exit 2

@@ -62,7 +62,7 @@ def load_config(config: str,
         raise FileNotFoundError(
             f'config file {config!r} does not exist (resolved: '
             f'{osp.abspath(config)}); pass the path of a config such as '
-            'configs/pspnet_r18-d8_camvid-360x480.py')
+            'configs/pspnet/pspnet_r18-d8_camvid-360x480.py')
     if launcher not in LAUNCHERS:
         raise ValueError(f'launcher={launcher!r} is not one of {LAUNCHERS}')
     try:

@@ -18,7 +18,7 @@ from mmseg.structures import SegDataSample
 BENCHMARK = (Path(__file__).resolve().parents[2] / 'tools' /
              'analysis_tools' / 'benchmark.py')
 
-CAMVID = 'configs/pspnet_r18-d8_camvid-360x480.py'
+CAMVID = 'configs/pspnet/pspnet_r18-d8_camvid-360x480.py'
 CAMVID_TYPES = [
     'LoadImageFromFile', 'LoadAnnotations', 'RandomResize',
     'mmpsp.FastRandomCrop', 'RandomFlip', 'mmpsp.FastPhotoMetricDistortion',
@@ -82,7 +82,7 @@ def test_loader_tool_compares_with_mmseg_on_camvid(camvid_root, repo_root):
 
 
 def test_mmseg_options_swap_every_training_pipeline(repo_root):
-    config = str(repo_root / 'configs' /
+    config = str(repo_root / 'configs' / 'pspnet' /
                  'pspnet_r50-d8_4xb4-30k_voc12aug-473x473_paper.py')
     options = mmseg_pipeline_options(config, {'train_cfg.max_iters': 10})
     assert options['train_cfg.max_iters'] == 10

@@ -14,7 +14,7 @@ TINY_MODEL = [
     'model.decode_head.channels=16', 'model.auxiliary_head.in_channels=256',
     'model.auxiliary_head.channels=8'
 ]
-CONFIG = 'configs/pspnet_r50-d8_ade20k.py'
+CONFIG = 'configs/pspnet/pspnet_r50-d8_ade20k.py'
 
 
 def affine(fixed: float, per_image: float):

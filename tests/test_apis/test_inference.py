@@ -36,7 +36,7 @@ def checkpoint(repo_root, tmp_path_factory):
     data_root = str(tmp / 'data')
     generate_scenes_demo(data_root, num_train=1, num_val=3, size=48, seed=2)
     cfg = Config.fromfile(
-        str(repo_root / 'configs' / 'pspnet_r18-d8_scenes-demo.py'))
+        str(repo_root / 'configs' / 'pspnet' / 'pspnet_r18-d8_scenes-demo.py'))
     cfg.merge_from_dict(TINY)
     cfg.test_dataloader.dataset.data_root = data_root
     config = str(tmp / 'pspnet_tiny.py')

@@ -172,7 +172,8 @@ def test_mmseg_test_script_runs_mmpsp_config(tmp_path, repo_root):
     switches to that scope."""
     data = tmp_path / 'ade'
     _write_ade20k(data)
-    config = repo_root / 'configs/pspnet_r18-d8_4xb4-80k_ade20k-512x512.py'
+    config = (repo_root / 'configs' / 'pspnet' /
+              'pspnet_r18-d8_4xb4-80k_ade20k-512x512.py')
     cfg = _load(config)
     init_default_scope(cfg.default_scope)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))

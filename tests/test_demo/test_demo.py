@@ -91,7 +91,7 @@ def test_demo_figures_are_images(demo_out, name):
 
 def test_build_demo_config_rescales_the_schedule(repo_root, tmp_path):
     cfg = build_demo_config(
-        str(repo_root / 'configs' / 'fcn_r18-d8_scenes-demo.py'),
+        str(repo_root / 'configs' / 'fcn' / 'fcn_r18-d8_scenes-demo.py'),
         str(tmp_path / 'data'),
         str(tmp_path / 'work'),
         iters=50,
@@ -114,7 +114,8 @@ def test_build_demo_config_rejects_bad_budget(repo_root, tmp_path, kwargs,
                                               word):
     with pytest.raises(ValueError, match=word):
         build_demo_config(
-            str(repo_root / 'configs' / 'pspnet_r18-d8_scenes-demo.py'),
+            str(repo_root / 'configs' / 'pspnet' /
+                'pspnet_r18-d8_scenes-demo.py'),
             str(tmp_path), str(tmp_path), **kwargs)
 
 

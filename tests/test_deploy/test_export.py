@@ -28,8 +28,8 @@ from mmpsp.deploy import (
 )
 from mmpsp.models.decode_heads.psp_head import PSPHead
 
-R18_CONFIG = 'configs/pspnet_r18-d8_camvid-360x480.py'
-R50_CONFIG = 'configs/pspnet_r50-d8_ade20k.py'
+R18_CONFIG = 'configs/pspnet/pspnet_r18-d8_camvid-360x480.py'
+R50_CONFIG = 'configs/pspnet/pspnet_r50-d8_ade20k.py'
 # Max |logit diff| and share of pixels with the same class, ONNX vs PyTorch.
 ATOL, MIN_AGREEMENT = 1e-4, 0.999
 

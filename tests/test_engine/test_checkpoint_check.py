@@ -23,7 +23,7 @@ from mmpsp.engine.checks import (
 from mmpsp.engine.hooks import CheckpointCheckHook
 from mmpsp.models.decode_heads.psp_head import PSPHead
 
-CONFIG = 'configs/pspnet_r18-d8_camvid-360x480.py'
+CONFIG = 'configs/pspnet/pspnet_r18-d8_camvid-360x480.py'
 # Tiny images keep R18-D8 fast; Resize is set to their own size so every
 # path (mmseg's API, tools/test.py) predicts at the original resolution.
 H, W = 90, 120

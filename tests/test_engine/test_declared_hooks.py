@@ -13,6 +13,7 @@ from mmpsp.engine.checks import missing_declared_hooks, warn_missing_hooks
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p for p in (REPO / 'configs').rglob('*.py')
                  if '_base_' not in p.parts)
+CAMVID = REPO / 'configs' / 'pspnet' / 'pspnet_r18-d8_camvid-360x480.py'
 RUNTIME = Config.fromfile(str(REPO / 'configs' / '_base_' /
                               'default_runtime.py'))
 
@@ -41,7 +42,7 @@ def test_entry_point_runs_the_declared_hooks(path, tmp_path):
 
 def test_replacing_custom_hooks_warns_naming_each(tmp_path):
     (tmp_path / 'user.py').write_text(
-        f"_base_ = '{REPO / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'}'\n"
+        f"_base_ = '{CAMVID}'\n"
         "custom_hooks = [dict(type='EMAHook')]\n"
         "default_hooks = dict(checkpoint=dict(\n"
         "    _delete_=True, type='CheckpointHook', interval=10))\n")
@@ -56,7 +57,7 @@ def test_replacing_custom_hooks_warns_naming_each(tmp_path):
     assert len(missing) == 7
     # Extending the base's list instead keeps them all.
     (tmp_path / 'extend.py').write_text(
-        f"_base_ = '{REPO / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'}'\n"
+        f"_base_ = '{CAMVID}'\n"
         "custom_hooks = _base_.custom_hooks + [dict(type='EMAHook')]\n")
     assert missing_declared_hooks(
         Config.fromfile(str(tmp_path / 'extend.py'))) == []

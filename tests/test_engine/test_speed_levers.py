@@ -225,7 +225,8 @@ def test_add_speed_levers_and_compile_flag():
 def test_benchmark_data_pipeline_on_camvid(camvid_root, repo_root):
     proc = subprocess.run(
         [sys.executable, str(BENCHMARK), '--data',
-         str(repo_root / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'),
+         str(repo_root / 'configs' / 'pspnet' /
+             'pspnet_r18-d8_camvid-360x480.py'),
          '--workers', '0', '--batches', '2', '--cfg-options',
          f'train_dataloader.dataset.data_root={camvid_root}'],
         capture_output=True, text=True, timeout=600)
@@ -248,13 +249,14 @@ def test_benchmark_data_pipeline_names_a_short_loader(camvid_root,
     }
     with pytest.raises(ValueError, match='ran out after fewer than 1003'):
         measure_data_pipeline(
-            str(repo_root / 'configs' / 'pspnet_r18-d8_camvid-360x480.py'),
+            str(repo_root / 'configs' / 'pspnet' /
+                'pspnet_r18-d8_camvid-360x480.py'),
             num_workers=0, batches=1000, cfg_options=options)
 
 
 def test_channels_last_is_the_config_default_and_can_be_turned_off():
     from mmpsp.apis import build_train_config
-    config = 'configs/pspnet_r18-d8_camvid-360x480.py'
+    config = 'configs/pspnet/pspnet_r18-d8_camvid-360x480.py'
 
     def levers(cfg):
         return [h for h in cfg.custom_hooks

@@ -14,7 +14,7 @@ from mmpsp.apis import revert_sync_bn_in_config
 from mmpsp.models.losses import set_chunked_loss
 from mmpsp.registry import MODELS
 
-CONFIG = 'configs/pspnet_r18-d8_camvid-360x480.py'
+CONFIG = 'configs/pspnet/pspnet_r18-d8_camvid-360x480.py'
 
 
 def train_tool(repo_root):

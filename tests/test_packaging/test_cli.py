@@ -34,7 +34,7 @@ def test_mmpsp_scope_resolves_installed_configs(tmp_path):
         f"_base_ = ['mmpsp::pspnet/{CAMVID}']\n"
         "train_cfg = dict(max_iters=2)\n")
     cfg = Config.fromfile(str(user))
-    recipe = Config.fromfile(str(REPO / 'configs' / CAMVID))
+    recipe = Config.fromfile(str(REPO / 'configs' / 'pspnet' / CAMVID))
     assert cfg.train_cfg.max_iters == 2
     assert cfg.model.decode_head.num_classes == \
         recipe.model.decode_head.num_classes == 11
@@ -49,14 +49,17 @@ def test_mmpsp_scope_resolves_installed_configs(tmp_path):
     assert cfg.default_scope == 'mmpsp'
 
 
-def test_every_top_level_config_has_a_pspnet_alias():
-    aliases = {p.name for p in (Path(mim_dir()) / 'configs' /
-                                'pspnet').glob('*.py')}
-    configs = {p.name for p in (REPO / 'configs').glob('*.py')}
-    assert configs, 'no top-level configs found'
-    assert aliases == configs, (
-        'mmpsp/.mim is stale (configs added or removed since the editable '
-        'install): run pip install --no-deps --no-build-isolation -e .')
+def test_installed_tree_is_the_clone_configs_one_file_per_name():
+    # openmim (mim train mmpsp NAME.py) finds a config by its file name
+    # anywhere under the package and refuses a name found twice.
+    installed = sorted(p.relative_to(Path(mim_dir()) / 'configs').as_posix()
+                       for p in (Path(mim_dir()) / 'configs').rglob('*.py'))
+    clone = sorted(p.relative_to(REPO / 'configs').as_posix()
+                   for p in (REPO / 'configs').rglob('*.py'))
+    assert len(clone) > 30
+    assert installed == clone
+    names = [p.rpartition('/')[2] for p in clone if '_base_' not in p]
+    assert len(names) == len(set(names))
 
 
 def test_resolve_config_name_on_command_lines():
@@ -303,7 +306,7 @@ def test_metafile_lists_every_pspnet_config():
     listed = [model['Config'] for model in meta['Models']]
     expected = sorted(
         p.relative_to(REPO).as_posix()
-        for pattern in ('pspnet_*.py', 'reuse/pspnet_*.py')
+        for pattern in ('pspnet/pspnet_*.py', 'reuse/pspnet_*.py')
         for p in (REPO / 'configs').glob(pattern))
     assert sorted(listed) == expected
     assert all(model['In Collection'] == 'PSPNet' for model in meta['Models'])
@@ -320,9 +323,10 @@ def test_metafile_lists_every_pspnet_config():
         assert model['Results'] == theirs[name]['Results'], model['Name']
         assert model['Weights'] == theirs[name]['Weights'], model['Name']
     # Read the way mmengine reads an installed package's model index.
+    # (by the path after configs/, as mmseg's pspnet/NAME.py).
     info = _get_cfg_metainfo(str(Path(mim_dir()).parent),
-                             'pspnet_r50-d8_ade20k.py')
-    assert info['Config'] == 'configs/pspnet_r50-d8_ade20k.py'
+                             'pspnet/pspnet_r50-d8_ade20k.py')
+    assert info['Config'] == 'configs/pspnet/pspnet_r50-d8_ade20k.py'
 
 
 @pytest.mark.slow

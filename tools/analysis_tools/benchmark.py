@@ -1,7 +1,7 @@
 """Benchmark mmpsp's PSPNet against mmseg's own, side by side in one run.
 
 Examples (``B=tools/analysis_tools/benchmark.py``,
-``CAMVID=configs/pspnet_r18-d8_camvid-360x480.py``)::
+``CAMVID=configs/pspnet/pspnet_r18-d8_camvid-360x480.py``)::
 
     # GPU: R50-D8, 150 classes, 512x512, batch 16, every setting
     python $B --device cuda
@@ -117,7 +117,7 @@ def parse_args() -> argparse.Namespace:
     memory.add_argument(
         '--config',
         help='mmpsp\'s config (memory mode default: '
-        'configs/pspnet_r50-d8_ade20k.py; model benchmark default: the '
+        'configs/pspnet/pspnet_r50-d8_ade20k.py; model benchmark default: the '
         'ADE20K config of --depth)')
     memory.add_argument('--mmpsp-cfg-options', nargs='+', action=DictAction,
                         help='overrides for the mmpsp variants alone')
@@ -159,7 +159,7 @@ def parse_args() -> argparse.Namespace:
         if path is not None and not os.path.isfile(path):
             parser.error(f'--{option.replace("_", "-")} {path}: no such file '
                          f'(resolved: {os.path.abspath(path)}); pass a config '
-                         'file such as configs/pspnet_r50-d8_ade20k.py')
+                         'file such as configs/pspnet/pspnet_r50-d8_ade20k.py')
     if args.batch_size is None:
         args.batch_size = 4 if args.memory else 16
     if (args.per_transform or args.compare_mmseg) and not args.data:

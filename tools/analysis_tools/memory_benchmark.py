@@ -67,7 +67,7 @@ import torch
 
 # mmpsp's configs: beside tools/ in a clone, under mmpsp/.mim in a wheel.
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
-DEFAULT_CONFIG = CONFIG_ROOT / 'pspnet_r50-d8_ade20k.py'
+DEFAULT_CONFIG = CONFIG_ROOT / 'pspnet' / 'pspnet_r50-d8_ade20k.py'
 # mmseg's own backbone and heads in an mmpsp config, as
 # tools/reproduce_speed.sh runs mmseg's model.
 MMSEG_TYPES = {

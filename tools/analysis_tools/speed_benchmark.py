@@ -55,9 +55,9 @@ class Measurement:
 
 # mmpsp's ADE20K config per backbone depth.
 DEPTH_CONFIGS = {
-    18: CONFIG_ROOT / 'pspnet_r18-d8_4xb4-80k_ade20k-512x512.py',
-    50: CONFIG_ROOT / 'pspnet_r50-d8_ade20k.py',
-    101: CONFIG_ROOT / 'pspnet_r101-d8_4xb4-80k_ade20k-512x512.py',
+    18: CONFIG_ROOT / 'pspnet' / 'pspnet_r18-d8_4xb4-80k_ade20k-512x512.py',
+    50: CONFIG_ROOT / 'pspnet' / 'pspnet_r50-d8_ade20k.py',
+    101: CONFIG_ROOT / 'pspnet' / 'pspnet_r101-d8_4xb4-80k_ade20k-512x512.py',
 }
 
 

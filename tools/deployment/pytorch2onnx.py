@@ -3,7 +3,8 @@
 Example::
 
     python tools/deployment/pytorch2onnx.py \\
-        configs/pspnet_r18-d8_camvid-360x480.py work_dirs/iter_6000.pth \\
+        configs/pspnet/pspnet_r18-d8_camvid-360x480.py \\
+        work_dirs/iter_6000.pth \\
         --shape 360 480 --out pspnet.onnx --verify
 """
 import argparse

@@ -1,10 +1,10 @@
 # PSPNet R50-D8 with the paper's ADE20K recipe: 473x473 crops, batch 16,
 # 150k iterations, weight decay 1e-4, rotation and blur.
 _base_ = [
-    './_base_/models/pspnet_r50-d8.py',
-    './_base_/datasets/ade20k_paper-473x473.py',
-    './_base_/default_runtime.py',
-    './_base_/schedules/schedule_150k_paper.py',
+    '../_base_/models/pspnet_r50-d8.py',
+    '../_base_/datasets/ade20k_paper-473x473.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_150k_paper.py',
 ]
 crop_size = (473, 473)
 data_preprocessor = dict(size=crop_size)

@@ -1,10 +1,10 @@
 # PSPNet R50-D8, Cityscapes 769x769 crops, 40k iterations, with sliding-window
 # inference over 769x769 windows.
 _base_ = [
-    './_base_/models/pspnet_r50-d8.py',
-    './_base_/datasets/cityscapes_769x769.py',
-    './_base_/default_runtime.py',
-    './_base_/schedules/schedule_40k.py',
+    '../_base_/models/pspnet_r50-d8.py',
+    '../_base_/datasets/cityscapes_769x769.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_40k.py',
 ]
 crop_size = (769, 769)
 data_preprocessor = dict(size=crop_size)

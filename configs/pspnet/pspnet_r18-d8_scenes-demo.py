@@ -2,8 +2,8 @@
 # the synthetic scenes-demo set: the `make demo` model. BN, one process,
 # batch 8 of 128x128, 600 SGD iterations: a few minutes on a laptop CPU.
 _base_ = [
-    './_base_/models/pspnet_r50-d8.py', './_base_/datasets/scenes_demo.py',
-    './_base_/default_runtime.py', './_base_/schedules/schedule_6k.py'
+    '../_base_/models/pspnet_r50-d8.py', '../_base_/datasets/scenes_demo.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_6k.py'
 ]
 norm_cfg = dict(type='BN', requires_grad=True)
 crop_size = (128, 128)

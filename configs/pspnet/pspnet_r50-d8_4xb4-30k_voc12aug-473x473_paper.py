@@ -1,10 +1,10 @@
 # PSPNet R50-D8 with the paper's PASCAL VOC recipe (VOC 2012 + SBD aug):
 # 473x473 crops, batch 16, 30k iterations, weight decay 1e-4, rotation, blur.
 _base_ = [
-    './_base_/models/pspnet_r50-d8.py',
-    './_base_/datasets/pascal_voc12_aug_paper-473x473.py',
-    './_base_/default_runtime.py',
-    './_base_/schedules/schedule_30k_paper.py',
+    '../_base_/models/pspnet_r50-d8.py',
+    '../_base_/datasets/pascal_voc12_aug_paper-473x473.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_30k_paper.py',
 ]
 crop_size = (473, 473)
 data_preprocessor = dict(size=crop_size)

@@ -2,7 +2,7 @@
 # backbone, auxiliary head, data and schedule, with PSPHead replaced by a
 # dilated FCN head of the same width (two 3x3 convs plus the concat conv,
 # about the PSP bottleneck's cost). Only the pyramid pooling module differs.
-_base_ = './pspnet_r18-d8_scenes-demo.py'
+_base_ = '../pspnet/pspnet_r18-d8_scenes-demo.py'
 model = dict(
     decode_head=dict(
         _delete_=True,

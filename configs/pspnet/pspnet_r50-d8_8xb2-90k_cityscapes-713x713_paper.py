@@ -1,10 +1,10 @@
 # PSPNet R50-D8 with the paper's Cityscapes recipe: 713x713 crops, batch 16,
 # 90k iterations, weight decay 1e-4.
 _base_ = [
-    './_base_/models/pspnet_r50-d8.py',
-    './_base_/datasets/cityscapes_paper-713x713.py',
-    './_base_/default_runtime.py',
-    './_base_/schedules/schedule_90k_paper.py',
+    '../_base_/models/pspnet_r50-d8.py',
+    '../_base_/datasets/cityscapes_paper-713x713.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/schedule_90k_paper.py',
 ]
 crop_size = (713, 713)
 data_preprocessor = dict(size=crop_size)

@@ -1,7 +1,7 @@
 # PSPNet R50-D8, COCO-Stuff 10k (171 classes), 512x512, 40k.
 _base_ = [
-    './_base_/models/pspnet_r50-d8.py', './_base_/datasets/coco-stuff10k.py',
-    './_base_/default_runtime.py', './_base_/schedules/schedule_40k.py'
+    '../_base_/models/pspnet_r50-d8.py', '../_base_/datasets/coco-stuff10k.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_40k.py'
 ]
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)

@@ -1,7 +1,7 @@
 # PSPNet R50-D8, Cityscapes 512x1024 crops, 40k iterations, 4 GPUs x 2 images.
 _base_ = [
-    './_base_/models/pspnet_r50-d8.py', './_base_/datasets/cityscapes.py',
-    './_base_/default_runtime.py', './_base_/schedules/schedule_40k.py'
+    '../_base_/models/pspnet_r50-d8.py', '../_base_/datasets/cityscapes.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_40k.py'
 ]
 crop_size = (512, 1024)
 data_preprocessor = dict(size=crop_size)

@@ -1,8 +1,9 @@
 # PSPNet R50-D8, Pascal Context (60 classes), 480x480, 80k iterations;
 # mmseg's lr 0.004 and weight decay 1e-4 for this dataset.
 _base_ = [
-    './_base_/models/pspnet_r50-d8.py', './_base_/datasets/pascal_context.py',
-    './_base_/default_runtime.py', './_base_/schedules/schedule_80k.py'
+    '../_base_/models/pspnet_r50-d8.py',
+    '../_base_/datasets/pascal_context.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_80k.py'
 ]
 crop_size = (480, 480)
 data_preprocessor = dict(size=crop_size)
