@@ -10,8 +10,6 @@ import sys
 import time
 
 import mmpsp  # noqa: F401  (before mmseg: mmcv-lite stand-in, registries)
-from mmpsp.demo import results_table, run_demo
-from mmpsp.demo.scenes import CLASSES
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                    'configs')
@@ -48,6 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # After parsing: --help and argument errors answer without torch.
+    from mmpsp.demo import results_table, run_demo
+    from mmpsp.demo.scenes import CLASSES
+
     configs = {'PSPNet': args.config}
     if not args.no_baseline:
         configs['FCN'] = args.baseline_config

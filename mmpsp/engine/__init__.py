@@ -3,39 +3,32 @@
 Rule: ``hooks/`` and ``optim_wrappers/`` hold registered classes that a
 config names by ``type``; ``checks/`` holds the checks that run before a
 Runner exists. Nothing here edits a config: entry points in ``apis/`` do.
+Names are imported on first use (:mod:`mmpsp.utils.lazy`).
 """
-from .checks import (
-    CheckpointMismatchError,
-    ConfigCheckError,
-    DataCheckError,
-    DataReport,
-    Issue,
-    PretrainedWeightsError,
-    check_before_run,
-    check_dataset,
-    check_pretrained,
-    load_checkpoint_checked,
-)
-from .hooks import (
-    AtomicCheckpointHook,
-    AtomicLocalBackend,
-    CheckpointCheckHook,
-    IterationSeedHook,
-    LabelRangeHook,
-    LabelValueError,
-    NonFiniteLossError,
-    NonFiniteLossHook,
-    SpeedLeversHook,
-    apply_speed_levers,
-)
-from .optim_wrappers import BF16AutocastOptimWrapper
+from mmpsp.utils.lazy import lazy_exports
 
-__all__ = [
-    'AtomicCheckpointHook', 'AtomicLocalBackend', 'BF16AutocastOptimWrapper',
-    'CheckpointCheckHook', 'CheckpointMismatchError', 'ConfigCheckError',
-    'DataCheckError', 'DataReport', 'Issue', 'IterationSeedHook',
-    'LabelRangeHook', 'LabelValueError', 'NonFiniteLossError',
-    'NonFiniteLossHook', 'PretrainedWeightsError', 'SpeedLeversHook',
-    'apply_speed_levers', 'check_before_run', 'check_dataset',
-    'check_pretrained', 'load_checkpoint_checked'
-]
+_EXPORTS = {
+    'AtomicCheckpointHook': '.hooks',
+    'AtomicLocalBackend': '.hooks',
+    'BF16AutocastOptimWrapper': '.optim_wrappers',
+    'CheckpointCheckHook': '.hooks',
+    'CheckpointMismatchError': '.checks',
+    'ConfigCheckError': '.checks',
+    'DataCheckError': '.checks',
+    'DataReport': '.checks',
+    'Issue': '.checks',
+    'IterationSeedHook': '.hooks',
+    'LabelRangeHook': '.hooks',
+    'LabelValueError': '.hooks',
+    'NonFiniteLossError': '.hooks',
+    'NonFiniteLossHook': '.hooks',
+    'PretrainedWeightsError': '.checks',
+    'SpeedLeversHook': '.hooks',
+    'apply_speed_levers': '.hooks',
+    'check_before_run': '.checks',
+    'check_dataset': '.checks',
+    'check_pretrained': '.checks',
+    'load_checkpoint_checked': '.checks',
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
