@@ -252,8 +252,9 @@ def has_compiled_mmcv_ops() -> bool:
 
 
 class _OpsStandInLoader:
-    """Makes the ``mmcv.ops`` stand-in and routes its submodules and the
-    compiled ops' registry names to :class:`MissingOpError`."""
+    """Makes the ``mmcv.ops`` stand-in and routes its submodules to
+    :class:`MissingOpError` (the compiled ops' registry names are routed
+    when ``mmcv.cnn``, whose builders look them up, is imported)."""
 
     def __init__(self, package_dir: str) -> None:
         self.package_dir = package_dir
@@ -263,7 +264,6 @@ class _OpsStandInLoader:
 
     def exec_module(self, module: types.ModuleType) -> None:
         sys.meta_path.insert(0, _OpsSubmoduleFinder(self.package_dir))
-        _register_missing_ops()
 
 
 class _OpsFinder(importlib.abc.MetaPathFinder):

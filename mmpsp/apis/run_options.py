@@ -6,7 +6,7 @@ wrapper type and the :class:`~mmpsp.engine.hooks.SpeedLeversHook` entry of
 ``custom_hooks``. What a run does is still read off the final config.
 """
 import warnings
-from typing import Optional
+from typing import Optional, Set, Tuple
 
 import torch
 from mmengine.config import Config
@@ -29,6 +29,32 @@ class SlowCPUBF16Warning(UserWarning):
     """``--amp`` picked bfloat16 on a CPU that only emulates it."""
 
 
+def read_cpuinfo(
+        cpuinfo: str = '/proc/cpuinfo') -> Tuple[Optional[str], Set[str]]:
+    """The CPU's model name and flags as Linux lists them.
+
+    Args:
+        cpuinfo (str): The file listing them. Defaults to
+            ``'/proc/cpuinfo'``.
+
+    Returns:
+        tuple: ``(model name or None, set of flags)``; ``(None, set())``
+        where the file cannot be read.
+    """
+    model, flags = None, set()
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name':
+                    model = value.strip()
+                elif key.strip() == 'flags':
+                    flags.update(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
 def cpu_has_native_bf16(cpuinfo: str = '/proc/cpuinfo') -> Optional[bool]:
     """Whether this x86 CPU computes bfloat16 natively; None if unknown.
 
@@ -40,15 +66,7 @@ def cpu_has_native_bf16(cpuinfo: str = '/proc/cpuinfo') -> Optional[bool]:
         bool or None: True with AVX512-BF16 or AMX-BF16, False without
         them, None where the file cannot be read or names no x86 flags.
     """
-    try:
-        with open(cpuinfo) as f:
-            text = f.read()
-    except OSError:
-        return None
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith('flags'):
-            flags.update(line.partition(':')[2].split())
+    _, flags = read_cpuinfo(cpuinfo)
     if not flags:
         return None
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)

@@ -658,18 +658,11 @@ def cpu_description(cpuinfo: str = '/proc/cpuinfo') -> str:
     capability) and bfloat16 ones on native bf16 support, so every CPU
     figure comes with both.
     """
-    model, flags = platform.processor() or 'unknown CPU', set()
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                if key.strip() == 'model name':
-                    model = value.strip()
-                elif key.strip() == 'flags':
-                    flags.update(value.split())
-    except OSError:
-        pass
-    bf16 = sorted(flags & {'avx512_bf16', 'amx_bf16'})
+    from mmpsp.apis.run_options import NATIVE_BF16_FLAGS, read_cpuinfo
+
+    model, flags = read_cpuinfo(cpuinfo)
+    model = model or platform.processor() or 'unknown CPU'
+    bf16 = sorted(flags.intersection(NATIVE_BF16_FLAGS))
     return (f'{model}, {os.cpu_count()} cores, torch CPU capability '
             f'{torch.backends.cpu.get_cpu_capability()}, native bf16: '
             f'{", ".join(bf16) if bf16 else "no"}')
